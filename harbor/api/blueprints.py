@@ -1,0 +1,11 @@
+"""The API's blueprints, one per resource; :func:`api_blueprints` lists what the app registers."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+
+
+def api_blueprints() -> list[Blueprint]:
+    from harbor.api import health
+
+    return [health.bp]
