@@ -10,11 +10,24 @@ import logging
 import time
 from typing import Any
 
+from pathlib import Path
+
 import peewee
 import trio
+import ulid
 
+from actors.workspace import RepoCache, Workspace, remove
+from harbor.agents.catalog import AgentCatalog
 from harbor.config import Settings
+from harbor.events import EventService
+from harbor.repositories import RepositoryIndex
+from harbor.sessions import SessionService
+from harbor.snapshots import SnapshotService
+from harbor.store import models as m
 from harbor.store.journal import Journal
+
+#: Seconds between samples of every session's CPU and memory (psutil, in a worker thread).
+SAMPLE_INTERVAL = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +42,50 @@ class Harbor:
         self.started_at = time.time()
         #: Set when the daemon stops: every open stream (SSE, WebSocket) ends when it is set.
         self.closing = trio.Event()
-        self._extensions: dict[str, Any] = {}
+        self.catalog = AgentCatalog(allow_command_agent=settings.allow_command_agent,
+                                    scenario_dirs=settings.scenario_dirs, binaries=settings.agent_binaries)
+        self.repo_cache = RepoCache(settings.repo_cache_path)
+        self.repositories = RepositoryIndex()
+        self.events = EventService(self)
+        self.sessions = SessionService(self)
+        self.snapshots = SnapshotService(self)
+        self.extensions: dict[str, Any] = {}
 
     @property
     def auth_configured(self) -> bool:
         return False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the journal (and the services hung on it) until cancelled."""
+        """Run the journal, the session supervisor, snapshots and the sampler until cancelled.
+
+        Sessions a previous run left active are recovered (marked failed, leftovers killed) before
+        the supervisor accepts new ones.
+        """
         async with trio.open_nursery() as nursery:
             await nursery.start(self.journal.run)
+            recovered = await self.sessions.recover()
+            if recovered:
+                log.warning("%d session(s) were active when the daemon last stopped: marked failed", recovered)
+            await nursery.start(self.snapshots.run)
+            await nursery.start(self.sessions.supervisor.run)
+            nursery.start_soon(self._sample_forever)
             task_status.started()
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await trio.sleep(SAMPLE_INTERVAL)
+            actors = [a for a in self.sessions.supervisor if a.process is not None and a.process.returncode is None]
+            if not actors:
+                continue
+
+            def sample() -> None:
+                for actor in actors:
+                    try:
+                        actor.stats = actor.process.stats()  # type: ignore[union-attr]
+                    except Exception:  # the process ended between listing and sampling
+                        pass
+
+            await trio.to_thread.run_sync(sample)
 
     async def readiness(self) -> dict[str, str]:
         """Checks behind ``/readyz``: each ``"ok"`` or a short reason."""
@@ -56,6 +102,34 @@ class Harbor:
 
     def end_streams(self) -> None:
         self.closing.set()
+        self.events.feed.close()
 
     async def stop_sessions(self) -> None:
         """Stop every running session (daemon shutdown)."""
+        await self.sessions.stop_all()
+
+    async def record_workspace(self, session_id: str, ws: Workspace) -> None:
+        await self.journal.write(lambda: m.Workspace.create(
+            id=str(ulid.ULID()), session_id=session_id, path=str(ws.path), kind=ws.kind,
+            base_commit=ws.base_commit, created_at=time.time()))
+
+    async def remove_workspace(self, session_id: str, path: Path) -> None:
+        row = await self.journal.read(lambda: m.Workspace.get_or_none(m.Workspace.session_id == session_id))
+        ws = Workspace(path=path, kind=row.kind if row else "empty",
+                       repo_cache=None, base_commit=row.base_commit if row else None, branch=None)
+        try:
+            await remove(ws)
+        except Exception as exc:
+            log.warning("could not remove workspace %s: %s", path, exc)
+
+    async def start_demo(self) -> str:
+        """Start a demo scenario session (``make run``); returns its id."""
+        from harbor.api.schemas import CreateTaskRequest
+
+        body = CreateTaskRequest.model_validate({
+            "prompt": "Demo: fix the login bug", "agents": [{"type": "scenario",
+                                                           "settings": {"scenario": "demo"}}],
+            "labels": {"demo": "true"}})
+        result = await self.sessions.create_task(body, idempotency_key=None)
+        log.info("demo session %s started", result["id"])
+        return str(result["id"])

@@ -6,6 +6,6 @@ from quart import Blueprint
 
 
 def api_blueprints() -> list[Blueprint]:
-    from harbor.api import health
+    from harbor.api import events, health, sessions, tasks
 
-    return [health.bp]
+    return [health.bp, tasks.bp, sessions.bp, events.bp]

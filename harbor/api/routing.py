@@ -31,6 +31,7 @@ Role = Literal["public", "viewer", "operator", "admin"]
 Handler = Callable[..., Awaitable[Any]]
 
 _PATH_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+_NAMED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,12 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> dict[str, list[
     for err in exc.errors(include_url=False):
         name = field_path(err["loc"])
         name = f"{prefix}.{name}" if prefix and name != "body" else (prefix or name)
-        message = "is required" if err["type"] == "missing" else err["msg"]
+        message = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+        # Model-level validators name the sub-field they judge as "field: message".
+        named = _NAMED_MESSAGE.match(message)
+        if named:
+            sub, message = named.groups()
+            name = sub if name == "body" else f"{name}.{sub}"
         errors.setdefault(name, [])
         if message not in errors[name]:
             errors[name].append(message)
@@ -222,6 +228,9 @@ def openapi_document(*, title: str, version: str, endpoints: list[Endpoint] | No
         for code, model in declared.items():
             if code == 204:
                 responses["204"] = {"description": "No content"}
+                continue
+            if isinstance(model, dict) and "content" in model:
+                responses[str(code)] = {"description": "OK", **model}
                 continue
             if e.stream:
                 content = {"text/event-stream": {"schema": {"type": "string"}}}

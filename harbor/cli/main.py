@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import webbrowser
@@ -46,13 +47,24 @@ async def _serve(settings: Settings, *, webui: bool, open_browser: bool = False,
                 await daemon.harbor.start_demo()
             if open_browser:
                 await trio.to_thread.run_sync(webbrowser.open, url + "/")
-    except (InsecureBind, DatabaseError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        if exc.errno == 98:  # EADDRINUSE
+    except BaseException as raised:
+        exc = _single_leaf(raised)
+        if isinstance(exc, (InsecureBind, DatabaseError)):
+            raise click.ClickException(str(exc)) from None
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             raise click.ClickException(f"cannot listen on {settings.bind}:{settings.port}: "
                                        "the address is already in use (try --port)") from None
+        if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+            raise click.ClickException(f"cannot listen on {settings.bind}:{settings.port}: permission denied "
+                                       "(ports below 1024 need privileges)") from None
         raise
+
+
+def _single_leaf(exc: BaseException) -> BaseException:
+    """The one error inside nested single-member exception groups (nurseries wrap start-up errors)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 @agent.command("access-point")
@@ -123,3 +135,12 @@ async def db_status(config: Path | None, **flags: Any) -> None:
     click.echo(f"pending:  {', '.join(status.pending) if status.pending else 'none'}")
     if status.pending:
         sys.exit(1)
+
+
+def _register_subcommands() -> None:
+    from harbor.cli.service import service
+
+    cli.add_command(service)
+
+
+_register_subcommands()

@@ -161,3 +161,35 @@ class IdempotencyKey(BaseModel):
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Task, Session, Event, Snapshot, Moment, Draft, Repository, Workspace, IdempotencyKey,
 )
+
+
+class ApiKey(BaseModel):
+    """An API key: only its SHA-256 is kept; ``prefix`` (the first characters) identifies it to people."""
+
+    id = CharField(primary_key=True, max_length=26)
+    name = TextField(null=True)
+    prefix = CharField(index=True)
+    key_hash = CharField(unique=True)
+    role = CharField()
+    tenant_id = CharField(null=True)
+    created_at = FloatField()
+    last_used_at = FloatField(null=True)
+    revoked = BooleanField(default=False)
+
+
+class AuditEntry(BaseModel):
+    """One privileged action: who, in which tenant, what, on what, with which outcome."""
+
+    id = IntegerField(primary_key=True)
+    ts = FloatField(index=True)
+    principal = TextField(null=True)
+    tenant_id = CharField(null=True, index=True)
+    action = CharField()
+    target = TextField(null=True)
+    outcome = CharField()
+    request_id = CharField(null=True)
+    client = CharField(null=True)
+    detail = TextField(null=True)
+
+
+ALL_MODELS = (*ALL_MODELS, ApiKey, AuditEntry)

@@ -1,0 +1,47 @@
+"""The repository index: every repository a task names is remembered (``/repositories``, ``/repos``)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import ulid
+
+from harbor.store import models as m
+
+
+def repository_name(url: str) -> str:
+    """``https://host/org/repo.git`` → ``org/repo``; a local path → its last two parts."""
+    tail = url.rstrip("/").removesuffix(".git").replace(":", "/")
+    parts = [p for p in tail.split("/") if p]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else (parts[-1] if parts else url)
+
+
+def repository_id(url: str, tenant: str | None) -> str:
+    """Stable id per (tenant, url), so re-indexing updates one row."""
+    return hashlib.sha256(f"{tenant or ''}\0{url}".encode()).hexdigest()[:26].upper()
+
+
+class RepositoryIndex:
+    """Reads and writes of the ``repository`` table."""
+
+    def index_sync(self, url: str, branch: str | None, tenant: str | None, project: str | None,
+                   now: float | None = None) -> None:
+        """Record that a task used ``url`` (runs on the journal's writer thread)."""
+        now = now or time.time()
+        rid = repository_id(url, tenant)
+        updated = m.Repository.update(last_used_at=now, **({"default_branch": branch} if branch else {})).where(
+            m.Repository.id == rid).execute()
+        if not updated:
+            m.Repository.create(id=rid, tenant_id=tenant, project_id=project, url=url, name=repository_name(url),
+                                default_branch=branch, created_at=now, last_used_at=now)
+
+    @staticmethod
+    def new_id() -> str:
+        return str(ulid.ULID())
+
+    @staticmethod
+    def view(row: m.Repository) -> dict[str, Any]:
+        return {"id": row.id, "name": row.name, "branch": row.default_branch, "lastCommit": row.last_commit,
+                "url": row.url}

@@ -1,0 +1,128 @@
+"""The snapshot service: per-session schedules feeding the daemon-wide :class:`SnapshotScheduler`.
+
+Triggers: manual (API), tool boundaries (the actor calls :meth:`SessionSchedule.trigger` after a
+``tool_result``/``file_edit``), and an interval while the session runs. The scheduler coalesces
+per session (one running, one pending) and bounds concurrent jobs; a paused session's schedule
+pauses too. Each snapshot is stored and announced as a ``snapshot`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+import ulid
+
+from actors.events import EventKind
+from actors.snapshot_scheduler import SnapshotScheduler
+from actors.snapshots import SnapshotRecord, choose_provider
+from harbor.store import models as m
+
+if TYPE_CHECKING:
+    from harbor.core import Harbor
+
+log = logging.getLogger(__name__)
+
+
+def record_of(row: m.Snapshot) -> SnapshotRecord:
+    return SnapshotRecord(id=row.id, provider=row.provider, ref=row.ref, created=row.created_at,
+                          size_bytes=row.size_bytes, parent=row.parent_id)
+
+
+class SessionSchedule:
+    """One session's view of the scheduler: what the actor's plan calls."""
+
+    def __init__(self, service: SnapshotService, session_id: str) -> None:
+        self._service = service
+        self.session_id = session_id
+        self.paused = False
+        self.last_trigger = "manual"
+
+    def trigger(self, reason: str = "tool-boundary") -> None:
+        """Ask for a snapshot (coalesced; never blocks; not a checkpoint)."""
+        self.last_trigger = reason
+        self._service.scheduler.request(self.session_id, lambda: self._service.take(self.session_id, reason))
+
+    def pause(self) -> None:
+        self.paused = True
+        self._service.scheduler.pause(self.session_id)
+
+    def resume(self) -> None:
+        self.paused = False
+        self._service.scheduler.resume(self.session_id)
+
+
+class SnapshotService:
+    def __init__(self, harbor: Harbor) -> None:
+        self.harbor = harbor
+        self.scheduler = SnapshotScheduler(harbor.settings.max_concurrent_snapshots)
+        self._schedules: dict[str, SessionSchedule] = {}
+        self._store = harbor.settings.snapshots_path
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.scheduler.run)
+            if self.harbor.settings.snapshot_interval_seconds > 0:
+                nursery.start_soon(self._interval_loop, self.harbor.settings.snapshot_interval_seconds)
+            task_status.started()
+
+    async def _interval_loop(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            for actor in self.harbor.sessions.supervisor:
+                schedule = self._schedules.get(actor.id)
+                if schedule is not None and not schedule.paused and actor.workspace is not None:
+                    schedule.trigger("interval")
+
+    def schedule_for(self, session_id: str) -> SessionSchedule:
+        return self._schedules.setdefault(session_id, SessionSchedule(self, session_id))
+
+    async def forget(self, session_id: str) -> None:
+        self.scheduler.forget(session_id)
+        self._schedules.pop(session_id, None)
+
+    async def latest(self, session_id: str) -> m.Snapshot | None:
+        return await self.harbor.journal.read(lambda: m.Snapshot.select().where(
+            m.Snapshot.session_id == session_id).order_by(m.Snapshot.created_at.desc()).first())
+
+    async def take(self, session_id: str, trigger: str, label: str | None = None,
+                   description: str | None = None) -> m.Snapshot | None:
+        """Snapshot a session's workspace now, store it and announce it. ``None`` if no workspace."""
+        row = await self.harbor.sessions.get_row(session_id)
+        if not row.workspace_path or not Path(row.workspace_path).is_dir():
+            return None
+        workspace = Path(row.workspace_path)
+        provider = choose_provider(self.harbor.settings.snapshot_provider
+                                   if self.harbor.settings.snapshot_provider != "auto"
+                                   else (row.workspace_request or {}).get("snapshotPreference"),
+                                   workspace, self._store / session_id)
+        parent = await self.latest(session_id)
+        parent_record = record_of(parent) if parent is not None and parent.provider == provider.name else None
+        snapshot_id = str(ulid.ULID())
+        record = await provider.snapshot(workspace, snapshot_id, parent=parent_record)
+        now = time.time()
+        stored = await self.harbor.journal.write(lambda: m.Snapshot.create(
+            id=record.id, session_id=session_id, provider=record.provider, ref=record.ref,
+            label=label or trigger, description=description, trigger=trigger, created_at=now,
+            size_bytes=record.size_bytes, parent_id=record.parent))
+        actor = self.harbor.sessions.supervisor.find(session_id)
+        if actor is not None and not actor.buffer.closed:
+            try:
+                await actor.buffer.append(EventKind.SNAPSHOT, {
+                    "snapshotId": record.id, "label": label or trigger, "provider": record.provider,
+                    "trigger": trigger})
+            except trio.ClosedResourceError:
+                pass
+        return stored
+
+    async def provider_of(self, row: m.Snapshot, workspace: Path) -> Any:
+        return choose_provider(row.provider, workspace, self._store / row.session_id)
+
+    async def branch_workspace(self, snapshot: m.Snapshot, dest: Path) -> Path:
+        """A new writable workspace at ``dest`` holding exactly ``snapshot``'s files."""
+        source = await self.harbor.sessions.get_row(snapshot.session_id)
+        provider = await self.provider_of(snapshot, Path(source.workspace_path or dest))
+        return await provider.branch(record_of(snapshot), dest)
