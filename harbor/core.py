@@ -128,7 +128,7 @@ class Harbor:
 
         body = CreateTaskRequest.model_validate({
             "prompt": "Demo: fix the login bug", "agents": [{"type": "scenario",
-                                                           "settings": {"scenario": "demo"}}],
+                                                           "settings": {"scenario": "fix_login_bug", "speed": 0.5}}],
             "labels": {"demo": "true"}})
         result = await self.sessions.create_task(body, idempotency_key=None)
         log.info("demo session %s started", result["id"])
