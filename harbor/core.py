@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import peewee
 import trio
@@ -78,14 +77,7 @@ class Harbor:
             if not actors:
                 continue
 
-            def sample() -> None:
-                for actor in actors:
-                    try:
-                        actor.stats = actor.process.stats()  # type: ignore[union-attr]
-                    except Exception:  # the process ended between listing and sampling
-                        pass
-
-            await trio.to_thread.run_sync(sample)
+            await trio.to_thread.run_sync(_sample, actors)
 
     async def readiness(self) -> dict[str, str]:
         """Checks behind ``/readyz``: each ``"ok"`` or a short reason."""
@@ -133,3 +125,12 @@ class Harbor:
         result = await self.sessions.create_task(body, idempotency_key=None)
         log.info("demo session %s started", result["id"])
         return str(result["id"])
+
+
+def _sample(actors: list[Any]) -> None:
+    """Refresh each actor's CPU/RSS figures (blocking psutil calls; runs in a worker thread)."""
+    for actor in actors:
+        try:
+            actor.stats = actor.process.stats()
+        except Exception:  # the process ended between listing and sampling
+            pass

@@ -39,7 +39,7 @@ from actors.session import (
     SessionPlan,
     Stop,
 )
-from actors.workspace import RepoRequest, provision, remove
+from actors.workspace import RepoRequest, provision
 from harbor.agents.catalog import AgentContext, AgentUnavailable, InvalidAgentSettings, UnknownAgent
 from harbor.api.problems import Problem, conflict, invalid, not_found
 from harbor.api.schemas import CreateTaskRequest, SessionQuery

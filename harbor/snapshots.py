@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 import ulid
 
 from actors.events import EventKind
 from actors.snapshot_scheduler import SnapshotScheduler
-from actors.snapshots import SnapshotRecord, choose_provider
+from actors.snapshots import SnapshotProvider, SnapshotRecord, choose_provider, provider_named
 from harbor.store import models as m
 
 if TYPE_CHECKING:
@@ -95,10 +95,12 @@ class SnapshotService:
         if not row.workspace_path or not Path(row.workspace_path).is_dir():
             return None
         workspace = Path(row.workspace_path)
-        provider = choose_provider(self.harbor.settings.snapshot_provider
-                                   if self.harbor.settings.snapshot_provider != "auto"
-                                   else (row.workspace_request or {}).get("snapshotPreference"),
-                                   workspace, self._store / session_id)
+        configured = self.harbor.settings.snapshot_provider
+        preference = configured if configured != "auto" else (
+            (row.workspace_request or {}).get("snapshotPreference"))
+        # choose_provider probes the file system (a reflink copy, /proc): keep it off the trio thread.
+        provider = await trio.to_thread.run_sync(
+            choose_provider, preference, workspace, self.store_root(session_id))
         parent = await self.latest(session_id)
         parent_record = record_of(parent) if parent is not None and parent.provider == provider.name else None
         snapshot_id = str(ulid.ULID())
@@ -118,11 +120,14 @@ class SnapshotService:
                 pass
         return stored
 
-    async def provider_of(self, row: m.Snapshot, workspace: Path) -> Any:
-        return choose_provider(row.provider, workspace, self._store / row.session_id)
+    def store_root(self, session_id: str) -> Path:
+        """Where a session's snapshot state lives (also what actors.changes needs as ``store_root``)."""
+        return self._store / session_id
+
+    def provider_of(self, row: m.Snapshot) -> SnapshotProvider:
+        """The provider that made a stored snapshot (for reading it back)."""
+        return provider_named(row.provider, self.store_root(row.session_id))
 
     async def branch_workspace(self, snapshot: m.Snapshot, dest: Path) -> Path:
         """A new writable workspace at ``dest`` holding exactly ``snapshot``'s files."""
-        source = await self.harbor.sessions.get_row(snapshot.session_id)
-        provider = await self.provider_of(snapshot, Path(source.workspace_path or dest))
-        return await provider.branch(record_of(snapshot), dest)
+        return await self.provider_of(snapshot).branch(record_of(snapshot), dest)
