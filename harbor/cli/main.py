@@ -113,7 +113,7 @@ async def db_migrate(config: Path | None, **flags: Any) -> None:
     """Apply pending migrations (the daemon also does this at start-up)."""
     from harbor.store.database import DatabaseError, migrate
 
-    database, settings = _open(config, flags)
+    database, _ = _open(config, flags)
     try:
         applied = await trio.to_thread.run_sync(migrate, database)
     except DatabaseError as exc:
