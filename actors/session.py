@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 #: Commands waiting for the actor. Small: callers wait for their reply, so more than a few queued
 #: commands means a client is hammering one session; they wait here instead of piling up tasks.
 MAILBOX_SIZE = 16
+
+#: Lines of the agent's stderr kept for the failure reason and the session record.
+STDERR_TAIL = 20
 
 #: After the agent exits, how long its pipes may stay open (held by a surviving grandchild) before
 #: the pumps are abandoned: the exit is what matters, trailing output is best effort.
@@ -72,6 +76,10 @@ class Prompt:
 Command = Pause | Resume | Stop | Kill | Prompt
 
 
+class InputUnavailable(Exception):
+    """The agent does not read prompts now (its stdin is closed: it never reads one, or its turn ended)."""
+
+
 class SessionFinished(Exception):
     """The session has ended; it takes no more commands (the API answers 409, or 410 for prompts)."""
 
@@ -96,6 +104,26 @@ class OutputAdapter(Protocol):
     def stderr_line(self, line: bytes) -> list[Draft]: ...
     def finish(self) -> list[Draft]: ...
 
+    @property
+    def idle(self) -> bool:
+        """The agent finished its work and only waits on stdin (then the actor closes stdin)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start the agent: its argv, extra environment, and what happens on its stdin.
+
+    Attributes:
+        stdin_data: written to stdin right after the start (e.g. Claude Code's first message).
+        keep_stdin_open: ``False`` closes stdin at once (agents that read it to the end first).
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin_data: bytes = b""
+    keep_stdin_open: bool = True
+
 
 @dataclass(frozen=True)
 class ProvisionedWorkspace:
@@ -109,7 +137,7 @@ class SessionPlan:
 
     Attributes:
         provision: prepares the workspace (may raise: the session fails with the message).
-        command: builds ``(argv, extra env)`` for the agent, given the workspace.
+        command: builds the agent's :class:`Launch`, given the workspace.
         adapter: parses the agent's output.
         timeout: seconds of running time allowed (paused time does not count); ``None`` = none.
         stop_grace: seconds between SIGTERM and SIGKILL on stop.
@@ -118,7 +146,7 @@ class SessionPlan:
     """
 
     provision: Callable[[], Awaitable[ProvisionedWorkspace]]
-    command: Callable[[Path], tuple[Sequence[str], Mapping[str, str]]]
+    command: Callable[[Path], Launch]
     adapter: OutputAdapter
     timeout: float | None = None
     stop_grace: float = 5.0
@@ -152,11 +180,13 @@ class SessionActor:
         self._end_reason: str | None = None
         self._timed_out = False
         self._exit_info: ExitInfo | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         # The timeout counts running time only: a flag plus an event replaced on every change.
         self._clock_running = False
         self._clock_changed = trio.Event()
         # Waiting for admission or provisioning: a stop or delete cancels this scope.
         self._interruptible: trio.CancelScope | None = None
+        self._input_closed = False
         self._nursery: trio.Nursery | None = None
 
     # -- asking ----------------------------------------------------------------------------------
@@ -193,7 +223,7 @@ class SessionActor:
                 nursery.cancel_scope.cancel()
         except Exception as exc:
             log.exception("session %s failed", self.id)
-            await self._finish(Status.FAILED, f"internal error: {exc}")
+            await self._finish(Status.FAILED, f"internal error: {describe(exc)}")
         finally:
             with trio.CancelScope(shield=True):
                 await self._cleanup()
@@ -218,13 +248,14 @@ class SessionActor:
             await self._finish(self._ending or Status.CANCELLED, self._end_reason)
             return
         self.workspace = workspace.path
-        argv, extra_env = self.plan.command(workspace.path)
-        env = {**(self.plan.base_env if self.plan.base_env is not None else os.environ), **extra_env}
+        launch = self.plan.command(workspace.path)
+        env = {**(self.plan.base_env if self.plan.base_env is not None else os.environ), **launch.env}
         try:
-            self.process = await AgentProcess.spawn(argv, cwd=workspace.path, env=env, marker=self.id)
+            self.process = await AgentProcess.spawn(launch.argv, cwd=workspace.path, env=env, marker=self.id)
         except OSError as exc:
             await self._finish(Status.FAILED, f"cannot start the agent: {exc}")
             return
+        await self._prepare_input(launch)
         now = time.time()
         await self.recorder.update_session(self.id, {
             **workspace.fields, "workspace_path": str(workspace.path), "pid": self.process.pid,
@@ -244,10 +275,31 @@ class SessionActor:
                 nursery.start_soon(self._timeout_clock, self.plan.timeout)
             exit_info = await process.wait()
             pumps.cancel_scope.deadline = trio.current_time() + DRAIN_TIMEOUT
+        # The exit usually wins the race against the stderr pump: the tail read at exit may miss the
+        # agent's last words, which are exactly the ones that say why it failed. Take it once drained.
+        exit_info = replace(exit_info, stderr_tail=list(self._stderr_tail))
         drafts = self.plan.adapter.finish()
         if drafts:
             await self.buffer.append_many(drafts)
         return exit_info
+
+    async def _prepare_input(self, launch: Launch) -> None:
+        process = self.process
+        assert process is not None
+        try:
+            if launch.stdin_data:
+                with trio.fail_after(5):
+                    await process.write_input(launch.stdin_data)
+            if not launch.keep_stdin_open:
+                await self._close_input()
+        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+            log.warning("session %s: could not write the agent's first input: %s", self.id, exc)
+
+    async def _close_input(self) -> None:
+        if self.process is not None and not self._input_closed:
+            self._input_closed = True
+            with trio.move_on_after(1):
+                await self.process.stdin.aclose()
 
     async def _pump(self, stream: trio.abc.ReceiveStream, parse: Callable[[bytes], list[Draft]],
                     is_stderr: bool) -> None:
@@ -256,7 +308,9 @@ class SessionActor:
         boundary = self.plan.on_boundary
         async for line in iter_lines(stream):
             if is_stderr:
-                process.note_stderr(line.decode("utf-8", "replace"))
+                text = line.decode("utf-8", "replace")
+                process.note_stderr(text)
+                self._stderr_tail.append(text)
             drafts = parse(line)
             if not drafts:
                 continue
@@ -265,6 +319,10 @@ class SessionActor:
             await self.buffer.append_many(drafts)
             if boundary is not None and any(d.kind in _BOUNDARY_KINDS for d in drafts):
                 boundary("tool-boundary")
+            # An agent that waits on stdin after finishing its turn (Claude Code's stream-json input)
+            # exits only when stdin closes: close it once its adapter says the work is done.
+            if not is_stderr and not self._input_closed and self.plan.adapter.idle:
+                await self._close_input()
 
     def _set_clock(self, *, running: bool) -> None:
         self._clock_running = running
@@ -325,8 +383,13 @@ class SessionActor:
             case Prompt(data, _text):
                 if self.status not in (Status.RUNNING, Status.RESUMING) or self.process is None:
                     raise IllegalTransition(self.status, Status.RUNNING)
-                with trio.fail_after(5):
-                    await self.process.write_input(data)
+                if self._input_closed:
+                    raise InputUnavailable("this agent is not reading prompts now (its input is closed)")
+                try:
+                    with trio.fail_after(5):
+                        await self.process.write_input(data)
+                except trio.BrokenResourceError:
+                    raise InputUnavailable("the agent stopped reading its input") from None
                 return None
 
     async def _pause(self) -> Status:
@@ -418,8 +481,11 @@ class SessionActor:
                 await self.process.kill()
         if self.status not in TERMINAL:
             reason = self._end_reason or "the session's actor ended unexpectedly"
-            with trio.move_on_after(5):
-                await self._finish(Status.FAILED if self._ending is None else self._ending, reason)
+            try:
+                with trio.move_on_after(5):
+                    await self._finish(Status.FAILED if self._ending is None else self._ending, reason)
+            except Exception:  # the recorder is failing: the rest of the cleanup must still happen
+                log.exception("session %s: could not record its end", self.id)
         self.buffer.close()
         self._send.close()
         while True:  # commands that arrived too late get their answer instead of a time-out
@@ -429,6 +495,14 @@ class SessionActor:
                 break
             reply.fail(SessionFinished(self.status))
         self.ended.set()
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of ``exc`` for a person: the single error inside nested exception groups
+    (trio wraps what escapes a nursery), its message, or its type when it has none."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
 
 
 class _Reply:
@@ -454,5 +528,20 @@ class _Reply:
         return self._value
 
 
-__all__ = ["ACTIVE", "Command", "Kill", "Pause", "Prompt", "ProvisionedWorkspace", "Resume", "SessionActor",
-           "SessionFinished", "SessionPlan", "SessionRecorder", "Stop"]
+__all__ = [
+    "ACTIVE",
+    "Command",
+    "InputUnavailable",
+    "Kill",
+    "Launch",
+    "Pause",
+    "Prompt",
+    "ProvisionedWorkspace",
+    "Resume",
+    "SessionActor",
+    "SessionFinished",
+    "SessionPlan",
+    "SessionRecorder",
+    "Stop",
+    "describe",
+]

@@ -29,7 +29,9 @@ from actors.lifecycle import ACTIVE, TERMINAL, IllegalTransition, Status
 from actors.process import kill_leftovers
 from actors.session import (
     Command,
+    InputUnavailable,
     Kill,
+    Launch,
     Pause,
     Prompt,
     ProvisionedWorkspace,
@@ -38,6 +40,7 @@ from actors.session import (
     SessionFinished,
     SessionPlan,
     Stop,
+    describe,
 )
 from actors.workspace import RepoRequest, provision
 from harbor.agents.catalog import AgentContext, AgentUnavailable, InvalidAgentSettings, UnknownAgent
@@ -215,10 +218,10 @@ class SessionService:
             await harbor.record_workspace(session_id, ws)
             return ProvisionedWorkspace(ws.path, {"base_commit": ws.base_commit})
 
-        def command(workspace: Path) -> tuple[list[str], dict[str, str]]:
+        def command(workspace: Path) -> Launch:
             plan = spec.launch(AgentContext(session_id=session_id, prompt=row["prompt"], workspace=workspace,
                                             settings=settings))
-            return list(plan.argv), dict(plan.env)
+            return Launch(plan.argv, plan.env, plan.stdin_data, plan.keep_stdin_open)
 
         schedule = harbor.snapshots.schedule_for(session_id)
         plan = SessionPlan(
@@ -237,7 +240,7 @@ class SessionService:
     async def _record_crash(self, session_id: str, error: BaseException) -> None:
         try:
             await self.recorder.update_session(session_id, {
-                "status": Status.FAILED.value, "error": f"internal error: {error}", "ended_at": time.time()})
+                "status": Status.FAILED.value, "error": f"internal error: {describe(error)}", "ended_at": time.time()})
         except Exception:
             log.exception("could not record the crash of session %s", session_id)
 
@@ -321,6 +324,8 @@ class SessionService:
         except IllegalTransition as exc:
             verb = type(command).__name__.lower()
             raise conflict(f"cannot {verb} a session that is {exc.current}") from None
+        except InputUnavailable as exc:
+            raise conflict(str(exc)) from None
         except trio.TooSlowError:
             raise Problem(503, "the session did not answer in time; try again", kind="busy",
                           headers={"Retry-After": "1"}) from None

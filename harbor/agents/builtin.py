@@ -37,6 +37,19 @@ def _base_schema(title: str, properties: dict[str, Any], required: Sequence[str]
             "required": list(required), "additionalProperties": True}
 
 
+_COMMAND_TOOLS = frozenset({"run_cmd", "run_command", "runCmd"})
+
+
+def runs_commands(scenario: Mapping[str, Any]) -> bool:
+    """Whether a raw scenario has a step that really runs a shell command."""
+    steps = scenario.get("timeline")
+    for step in steps if isinstance(steps, list) else []:
+        tool = step.get("agentToolUse") if isinstance(step, dict) else None
+        if isinstance(tool, dict) and tool.get("toolName") in _COMMAND_TOOLS:
+            return True
+    return False
+
+
 @dataclass(frozen=True, eq=False)
 class ScenarioAgentSpec(AgentSpec):
     """The built-in scripted agent (``python -m harbor.agents.scenario``).
@@ -47,6 +60,10 @@ class ScenarioAgentSpec(AgentSpec):
 
     scenario_dirs: tuple[Path, ...] = ()
     default_speed: float = 1.0
+    #: Whether an *inline* scenario may run shell commands (``run_cmd`` steps). Such a scenario is as
+    #: powerful as the ``command`` agent, so it follows the same switch (``allow_command_agent``);
+    #: shipped and configured scenario files are trusted: the operator put them there.
+    allow_commands: bool = True
 
     def validate(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         errors = SettingsErrors()
@@ -64,6 +81,10 @@ class ScenarioAgentSpec(AgentSpec):
                 parse_scenario(scenario)
             except ScenarioError as exc:
                 errors.add("scenario", str(exc))
+            if not self.allow_commands and runs_commands(scenario):
+                errors.add("scenario", "an inline scenario that runs shell commands needs the command agent "
+                                       "enabled (allow_command_agent = true, AH_ALLOW_COMMAND_AGENT=1 or "
+                                       "--allow-command-agent); or use a scenario file")
             out["scenario"] = scenario
         elif isinstance(scenario, str):
             try:

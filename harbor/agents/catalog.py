@@ -56,7 +56,8 @@ class AgentCatalog:
             ScenarioAgentSpec(
                 type="scenario", aliases=("mock",), versions=self.DEFAULT_VERSIONS,
                 description="Scripted, deterministic agent that plays a scenario: real commands, real edits",
-                settings_schema=scenario_schema(), scenario_dirs=dirs, default_speed=default_speed),
+                settings_schema=scenario_schema(), scenario_dirs=dirs, default_speed=default_speed,
+                allow_commands=allow_command_agent),
             ClaudeCodeSpec(
                 type="claude-code", aliases=("claude",), versions=self.DEFAULT_VERSIONS,
                 description="Anthropic's Claude Code, non-interactive with stream-json input and output",
