@@ -24,6 +24,7 @@ from harbor.sessions import SessionService
 from harbor.snapshots import SnapshotService
 from harbor.store import models as m
 from harbor.store.journal import Journal
+from supervisors import ChildSpec, Restart, Supervisor
 
 #: Seconds between samples of every session's CPU and memory (psutil, in a worker thread).
 SAMPLE_INTERVAL = 2.0
@@ -65,12 +66,20 @@ class Harbor:
             recovered = await self.sessions.recover()
             if recovered:
                 log.warning("%d session(s) were active when the daemon last stopped: marked failed", recovered)
-            await nursery.start(self.snapshots.run)
+            # Service children that can be restarted without losing anything: restarted with backoff,
+            # at most 3 times in 30 s; one more and Escalation ends the daemon with a non-zero exit
+            # (systemd's Restart=on-failure takes over). The journal and the session supervisor are not
+            # restartable (a restart would lose queued events or live actors): their failure is fatal.
+            services = Supervisor("harbor-services", [
+                ChildSpec("snapshots", self.snapshots.run, Restart.PERMANENT),
+                ChildSpec("sampler", self._sample_forever, Restart.PERMANENT),
+            ], intensity=3, period=30.0)
+            await nursery.start(services.run)
             await nursery.start(self.sessions.supervisor.run)
-            nursery.start_soon(self._sample_forever)
             task_status.started()
 
-    async def _sample_forever(self) -> None:
+    async def _sample_forever(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
         while True:
             await trio.sleep(SAMPLE_INTERVAL)
             actors = [a for a in self.sessions.supervisor if a.process is not None and a.process.returncode is None]
