@@ -427,4 +427,28 @@ def _pgid(pid: int) -> int | None:
 
 
 def _not_stopped(procs: list[psutil.Process]) -> list[int]:
-    return [proc.pid for proc in procs if _status(proc) not in _STOPPED]
+    return [proc.pid for proc in procs if _status(proc) not in _STOPPED and not _stop_pending_in_kernel(proc)]
+
+
+_SIGSTOP_BIT = 1 << (signal.SIGSTOP - 1)
+
+
+def _stop_pending_in_kernel(proc: psutil.Process) -> bool:
+    """Whether ``proc`` sleeps uninterruptibly in the kernel with SIGSTOP pending.
+
+    Such a process is as good as stopped: it runs no user code, and it stops before it could. The
+    usual case is a shell parked in ``vfork()`` whose child we stopped before it called ``exec``: the
+    parent stays in D state until the child execs, so psutil never reports it ``stopped`` while paused.
+    (SIGCONT discards the pending stop, so resume needs nothing special.)
+    """
+    if _status(proc) != psutil.STATUS_DISK_SLEEP:
+        return False
+    try:
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as fh:
+            pending = 0
+            for line in fh:
+                if line.startswith(("SigPnd:", "ShdPnd:")):
+                    pending |= int(line.split()[1], 16)
+    except (OSError, ValueError):
+        return False
+    return bool(pending & _SIGSTOP_BIT)
