@@ -67,7 +67,8 @@ class Kill:
 
 @dataclass(frozen=True)
 class Prompt:
-    """Write a prompt to the agent's input (already encoded for the agent)."""
+    """Write a prompt to the agent's input (``data``: already encoded for the agent); ``text`` is then
+    logged as the user's line."""
 
     data: bytes
     text: str
@@ -188,6 +189,8 @@ class SessionActor:
         self._interruptible: trio.CancelScope | None = None
         self._input_closed = False
         self._nursery: trio.Nursery | None = None
+        self._moving = trio.Lock()  # one status move at a time (see _move)
+        self._stopped_all: trio.Event | None = None  # set once a stop has killed and swept everything
 
     # -- asking ----------------------------------------------------------------------------------
 
@@ -263,6 +266,10 @@ class SessionActor:
         await self._move(Status.RUNNING)
         self._set_clock(running=True)
         exit_info = await self._supervise_process(nursery)
+        if self._stopped_all is not None:
+            # The leader is gone, but the stop may still be sweeping members that left the group:
+            # "stopped" must mean that nothing of the agent is left.
+            await self._stopped_all.wait()
         await self._finish(*self._outcome(exit_info))
 
     async def _supervise_process(self, nursery: trio.Nursery) -> ExitInfo:
@@ -380,7 +387,7 @@ class SessionActor:
                 return await self._begin_stop(reason or "stop requested")
             case Kill(reason):
                 return await self._kill(reason or "deleted")
-            case Prompt(data, _text):
+            case Prompt(data, text):
                 if self.status not in (Status.RUNNING, Status.RESUMING) or self.process is None:
                     raise IllegalTransition(self.status, Status.RUNNING)
                 if self._input_closed:
@@ -390,6 +397,10 @@ class SessionActor:
                         await self.process.write_input(data)
                 except trio.BrokenResourceError:
                     raise InputUnavailable("the agent stopped reading its input") from None
+                # Appended before the next checkpoint, so before the output pumps can append the
+                # agent's answer: the session's events show the prompt first, then the reaction.
+                await self.buffer.append(EventKind.LOG, {"level": "info", "message": text, "role": "user",
+                                                         "tool_execution_id": None, "source": "api"})
                 return None
 
     async def _pause(self) -> Status:
@@ -435,8 +446,15 @@ class SessionActor:
         await self._move(Status.STOPPING, reason or self._end_reason)
         if self.process is not None and self._nursery is not None:
             # The stop runs beside the mailbox so the reply (202) does not wait out the grace period.
-            self._nursery.start_soon(self.process.stop, self.plan.stop_grace)
+            self._stopped_all = trio.Event()
+            self._nursery.start_soon(self._stop_process, self.process, self._stopped_all)
         return self.status
+
+    async def _stop_process(self, process: AgentProcess, done: trio.Event) -> None:
+        try:
+            await process.stop(self.plan.stop_grace)
+        finally:
+            done.set()
 
     async def _kill(self, reason: str) -> Status:
         self._ending, self._end_reason = Status.CANCELLED, reason
@@ -450,17 +468,22 @@ class SessionActor:
 
     async def _move(self, target: Status, reason: str | None = None, fields: Mapping[str, Any] | None = None
                     ) -> None:
-        """Apply one transition: check the table, record it, publish the ``status`` event."""
-        change = transition(self.status, target, reason)
-        self.status = target
-        data: dict[str, Any] = {"status": str(target), "previous": str(change.previous)}
-        if reason:
-            data["reason"] = reason
-        await self.buffer.append(EventKind.STATUS, data)
-        # Write the status in force *now*, not ``target``: a concurrent move may have happened while
-        # this one waited for the journal, and the last write must carry the latest status.
-        await self.recorder.update_session(self.id, {"status": str(self.status), "updated_at": time.time(),
-                                                      **(fields or {})})
+        """Apply one transition: check the table, record it, then publish the ``status`` event.
+
+        Recorded first: a client reacting to the event (SSE, dashboard feed) and reading the session
+        finds the row already saying so, with its end time, exit code and error. Moves are serialised
+        so that events, records and the table agree on one order even when the mailbox and the agent's
+        exit move the session at the same moment.
+        """
+        async with self._moving:
+            change = transition(self.status, target, reason)
+            self.status = target
+            data: dict[str, Any] = {"status": str(target), "previous": str(change.previous)}
+            if reason:
+                data["reason"] = reason
+            await self.recorder.update_session(self.id, {"status": str(target), "updated_at": time.time(),
+                                                          **(fields or {})})
+            await self.buffer.append(EventKind.STATUS, data)
 
     async def _finish(self, status: Status, reason: str | None) -> None:
         if self.status in TERMINAL:

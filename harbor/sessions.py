@@ -255,7 +255,9 @@ class SessionService:
     def view(self, row: m.Session) -> dict[str, Any]:
         """The contract's flat session object (stored row overlaid with the live actor)."""
         actor = self.supervisor.find(row.id)
-        status = str(actor.status) if actor is not None else row.status
+        # The live status while the session runs; its end only once recorded (with its time, exit code
+        # and error), so that a session never reads finished without them.
+        status = str(actor.status) if actor is not None and actor.status not in TERMINAL else row.status
         live = actor is not None and status not in TERMINAL
         recent = [e.wire() for e in actor.buffer.recent(3)] if live and actor is not None else []
         doc: dict[str, Any] = {
@@ -267,7 +269,7 @@ class SessionService:
             "agent": {"type": row.agent_type, "version": row.agent_version},
             "delivery": row.delivery, "labels": row.labels, "links": links(row.id), "recent_events": recent,
             "changes": row.changes or {"files_changed": 0, "lines_added": 0, "lines_removed": 0},
-            "exitCode": row.exit_code, "error": row.error,
+            "exitCode": row.exit_code, "error": row.error, "pid": row.pid,
             "workspace": {"path": row.workspace_path, "baseCommit": row.base_commit},
             "parentSessionId": row.parent_session_id, "fromSnapshotId": row.from_snapshot_id,
         }
@@ -333,10 +335,7 @@ class SessionService:
     async def prompt(self, session_id: str, text: str) -> dict[str, Any]:
         actor = self.supervisor.find(session_id)
         encode = getattr(actor, "encode_prompt", None) or (lambda t: t.encode() + b"\n")
-        await self.control(session_id, Prompt(encode(text), text))
-        assert actor is not None
-        await actor.buffer.append(EventKind.LOG, {"level": "info", "message": text, "role": "user",
-                                                  "tool_execution_id": None, "source": "api"})
+        await self.control(session_id, Prompt(encode(text), text))  # the actor logs it as a user line
         return {"sessionId": session_id, "accepted": True, "ts": iso_ts(time.time())}
 
     async def pause(self, session_id: str) -> Any:

@@ -241,7 +241,8 @@ async def test_a_prompt_reaches_the_agent_stdin(tmp_path: Path) -> None:
         await h.wait_status("running")
         await h.actor.ask(Prompt(b"do it\n", "do it"))
         await h.wait_status("completed")
-    assert "got do it" in h.messages()
+    assert h.messages() == ["do it", "got do it"]  # the prompt, logged as the user's line, then the answer
+    assert h.store.events[-3].data["role"] == "user"
 
 
 async def test_stop_of_a_paused_agent_that_handles_sigterm_ends_stopped_at_once(tmp_path: Path) -> None:
