@@ -138,9 +138,12 @@ async def db_status(config: Path | None, **flags: Any) -> None:
 
 
 def _register_subcommands() -> None:
+    from harbor.cli.client_commands import COMMANDS
     from harbor.cli.service import service
 
     cli.add_command(service)
+    for command in COMMANDS:
+        cli.add_command(command)
 
 
 _register_subcommands()
