@@ -193,14 +193,15 @@ class EventBuffer:
             await self._wait_for_room()
         seq = self.last_seq + 1
         event = Event(self.session_id, kind, data, seq, time.time())
-        self._enqueue(event, self._ack)  # first: if the store refuses, nothing has changed
+        # In the ring before the store sees it: an acknowledgement (which publishes from the ring)
+        # may come back at once.
         self._ring[seq % self._ring_size] = event
         self.last_seq = seq
-        for sub in self._live:
-            try:
-                sub._send.send_nowait(event)
-            except (trio.WouldBlock, trio.BrokenResourceError):
-                self._cut_off(sub)
+        try:
+            self._enqueue(event, self._ack)
+        except BaseException:
+            self.last_seq = seq - 1  # the store refused it: it was never appended
+            raise
         return event
 
     async def append_many(self, drafts: Iterable[Draft]) -> list[Event]:
@@ -233,31 +234,22 @@ class EventBuffer:
         return events
 
     def _append_part(self, drafts: Sequence[Draft], out: list[Event]) -> None:
-        """Append ``drafts`` (which fit under the store's limit) to ``out`` and publish them."""
-        start = len(out)
+        """Append ``drafts`` (which fit under the store's limit) to ``out``."""
         session_id, ring, size, enqueue, ack = (self.session_id, self._ring, self._ring_size,
                                                 self._enqueue, self._ack)
         ts = time.time()
         seq = self.last_seq
-        try:
-            for kind, data in drafts:
-                seq += 1
-                event = Event(session_id, kind, data, seq, ts)
+        for kind, data in drafts:
+            seq += 1
+            event = Event(session_id, kind, data, seq, ts)
+            ring[seq % size] = event  # before the store: its acknowledgement publishes from the ring
+            self.last_seq = seq
+            try:
                 enqueue(event, ack)
-                ring[seq % size] = event
-                self.last_seq = seq
-                out.append(event)
-        finally:
-            # Publish what was appended even if the store refused one midway: a live reader must
-            # never see a hole.
-            new = out[start:] if start else out
-            for sub in self._live:
-                send = sub._send.send_nowait
-                try:
-                    for event in new:
-                        send(event)
-                except (trio.WouldBlock, trio.BrokenResourceError):
-                    self._cut_off(sub)
+            except BaseException:
+                self.last_seq = seq - 1
+                raise
+            out.append(event)
 
     async def _wait_for_room(self) -> None:
         """Wait until the store has room for one more event; raise if the buffer is closed."""
@@ -269,11 +261,33 @@ class EventBuffer:
             await self._acked.park()
 
     def _stored(self, seq: int) -> None:
-        """The store's acknowledgement: ``seq`` and every earlier event are committed."""
-        if seq > self.stored_seq:  # acks of different batches may cross; stored_seq only grows
-            self.stored_seq = seq
-            if self._acked:
-                self._acked.unpark_all()
+        """The store's acknowledgement: ``seq`` and every earlier event are committed.
+
+        This is where readers get events: only committed ones, so nothing a reader has seen can be
+        lost or renumbered by a crash (recovery numbers its ``failed`` status after the last stored
+        event). A reader whose queue is full is cut off; it catches up by itself.
+        """
+        if seq <= self.stored_seq:  # acks of different batches may cross; stored_seq only grows
+            return
+        new = self._ring_slice(self.stored_seq + 1, seq) if self._live else ()
+        self.stored_seq = seq
+        for sub in self._live:
+            send = sub._send.send_nowait
+            try:
+                for event in new:
+                    send(event)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                self._cut_off(sub)
+        if self.closed and seq >= self.last_seq:
+            self._end_live()
+        if self._acked:
+            self._acked.unpark_all()
+
+    def _end_live(self) -> None:
+        """Everything is committed and nothing more will come: live readers drain and end."""
+        for sub in self._live:
+            sub._send.close()
+        self._live = ()
 
     def _cut_off(self, sub: EventSubscription) -> None:
         """Mark ``sub`` behind: close its live queue (it drains it, then catches up by itself)."""
@@ -316,14 +330,14 @@ class EventBuffer:
         return EventSubscription(self, after_seq)
 
     def close(self) -> None:
-        """No more appends: subscribers drain what is left, then end; waiting appenders raise
+        """No more appends: subscribers receive what is left as it is committed, then end; waiting appenders raise
         :class:`trio.ClosedResourceError`. Idempotent; not a checkpoint."""
         if self.closed:
             return
         self.closed = True
-        live, self._live = self._live, ()
-        for sub in live:
-            sub._send.close()
+        if self.stored_seq >= self.last_seq:
+            self._end_live()
+        # else: the last acknowledgement delivers the rest and ends them (_stored)
         self._acked.unpark_all()
 
     async def read_range(self, after_seq: int, upto_seq: int) -> list[Event]:
@@ -412,8 +426,10 @@ class EventSubscription:
         buffer = self._buffer
         if self._recv is not None:
             self._recv.close()
-        self._target = buffer.last_seq
-        if buffer.closed:
+        # Readers see committed events only: catch up to stored_seq; the rest arrives live as the
+        # store acknowledges it.
+        self._target = buffer.stored_seq
+        if buffer.closed and buffer.stored_seq >= buffer.last_seq:
             self._recv = None  # nothing more will come: deliver up to last_seq, then end
             return
         self._send, self._recv = trio.open_memory_channel[Event](buffer._subscriber_queue)

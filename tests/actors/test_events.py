@@ -403,3 +403,24 @@ async def test_hundred_thousand_appends_with_one_reader() -> None:
     assert received == total
     assert last == total
     print(f"{total / elapsed:,.0f} appends/s with one reader ({sub.lagged} lags)")
+
+
+async def test_readers_see_only_committed_events() -> None:
+    # Regression: events went to live readers before the store committed them; after a daemon crash
+    # recovery numbered its `failed` status after the last *stored* event, reusing a seq a reader had
+    # already seen. Readers now get an event only once it is committed.
+    store = FakeStore(hold_acks=True)
+    buffer = EventBuffer("s1", store)
+    async with buffer.subscribe(0) as sub:
+        for i in range(10):
+            await buffer.append("log", {"message": str(i)})
+        with trio.move_on_after(0.05) as waited:
+            await sub.__anext__()
+        assert waited.cancelled_caught, "an uncommitted event was delivered"
+        store.release(4)
+        batch = await sub.__anext__()
+        assert [e.seq for e in batch] == [1, 2, 3, 4]
+        buffer.close()
+        store.release()
+        rest = [e.seq async for b in sub for e in b]
+        assert rest == list(range(5, 11))
