@@ -42,11 +42,12 @@ from actors.session import (
     Stop,
     describe,
 )
-from actors.workspace import RepoRequest, provision
+from actors.workspace import RepoRequest, Workspace, provision
 from harbor.agents.catalog import AgentContext, AgentUnavailable, InvalidAgentSettings, UnknownAgent
 from harbor.api.problems import Problem, conflict, invalid, not_found
 from harbor.api.schemas import CreateTaskRequest, SessionQuery
 from harbor.store import models as m
+from harbor.workspace_lifecycle import discard_mounts, record_branch_base
 from supervisors.sessions import SessionNotFound, SessionSupervisor
 
 if TYPE_CHECKING:
@@ -67,9 +68,14 @@ def _iso(ts: float | None) -> str | None:
 
 
 class JournalRecorder:
-    """:class:`actors.session.SessionRecorder` over the journal."""
+    """:class:`actors.session.SessionRecorder` over the journal.
+
+    A terminal status also hands the session to the snapshot service, which takes the final
+    snapshot and records the ``changes`` statistic beside the actor (never blocking it).
+    """
 
     def __init__(self, harbor: Harbor) -> None:
+        self._harbor = harbor
         self._journal = harbor.journal
         self._feed = harbor.events.feed
 
@@ -81,6 +87,8 @@ class JournalRecorder:
             self._feed.publish({"type": "status", "sessionId": session_id, "status": values["status"],
                                 "ts": iso_ts(values["updated_at"]),
                                 **({"error": values["error"]} if values.get("error") else {})})
+            if values["status"] in TERMINAL:
+                self._harbor.snapshots.session_ended(session_id, values["status"])
 
 
 class SessionService:
@@ -211,7 +219,11 @@ class SessionService:
         async def provision_workspace() -> ProvisionedWorkspace:
             if from_snapshot is not None:
                 path = await harbor.snapshots.branch_workspace(from_snapshot, dest)
-                return ProvisionedWorkspace(path, {})
+                # The snapshot's tree, committed in the new workspace's own snapshot repository: the
+                # base its diffs are taken against.
+                base = await record_branch_base(path, harbor.snapshots.store_root(session_id))
+                await harbor.record_workspace(session_id, Workspace(path=path, kind="branch", base_commit=base))
+                return ProvisionedWorkspace(path, {"base_commit": base})
             request = RepoRequest(mode=repo.get("mode") or "none", url=repo.get("url"),
                                   branch=repo.get("branch"), commit=repo.get("commit"))
             ws = await provision(request, dest, harbor.repo_cache)
@@ -361,6 +373,9 @@ class SessionService:
         await self.harbor.snapshots.forget(session_id)
         if row.workspace_path:
             await self.harbor.remove_workspace(session_id, Path(row.workspace_path))
+        snapshots = await self.journal.read(lambda: [s.id for s in m.Snapshot.select(m.Snapshot.id).where(
+            m.Snapshot.session_id == session_id)])
+        await discard_mounts(self.settings.data_dir, snapshots)
 
         def erase() -> None:
             for model in (m.Event, m.Snapshot, m.Moment, m.Workspace):

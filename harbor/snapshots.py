@@ -20,6 +20,7 @@ from actors.events import EventKind
 from actors.snapshot_scheduler import SnapshotScheduler
 from actors.snapshots import SnapshotProvider, SnapshotRecord, choose_provider, provider_named
 from harbor.store import models as m
+from harbor.workspace_lifecycle import finalize_session
 
 if TYPE_CHECKING:
     from harbor.core import Harbor
@@ -61,9 +62,11 @@ class SnapshotService:
         self.scheduler = SnapshotScheduler(harbor.settings.max_concurrent_snapshots)
         self._schedules: dict[str, SessionSchedule] = {}
         self._store = harbor.settings.snapshots_path
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             await nursery.start(self.scheduler.run)
             if self.harbor.settings.snapshot_interval_seconds > 0:
                 nursery.start_soon(self._interval_loop, self.harbor.settings.snapshot_interval_seconds)
@@ -76,6 +79,13 @@ class SnapshotService:
                 schedule = self._schedules.get(actor.id)
                 if schedule is not None and not schedule.paused and actor.workspace is not None:
                     schedule.trigger("interval")
+
+    def session_ended(self, session_id: str, status: str) -> None:
+        """A session reached a terminal status: take its final snapshot and record its ``changes``
+        (:func:`harbor.workspace_lifecycle.finalize_session`) in this service's nursery. Not a checkpoint."""
+        if self._nursery is None:
+            return
+        self._nursery.start_soon(finalize_session, self.harbor, session_id, status, name=f"finish {session_id}")
 
     def schedule_for(self, session_id: str) -> SessionSchedule:
         return self._schedules.setdefault(session_id, SessionSchedule(self, session_id))
