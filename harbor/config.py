@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 APP_NAME = "agent-harbor"
 ENV_PREFIX = "AH_"
@@ -43,6 +43,20 @@ class Settings(BaseModel):
     max_prompt_bytes: int = Field(16 << 10, gt=0, description="Largest body of POST /sessions/{id}/prompt")
     sse_keepalive_seconds: float = Field(15.0, gt=0, le=15.0)
     insecure_no_auth: bool = False
+
+    # Security (docs/security.md)
+    auth: Literal["off", "required"] = Field("off", description="'required': every API call needs a credential")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for bearer tokens (32+ bytes)")
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS256/ES256 bearer tokens")
+    jwt_jwks_file: Path | None = Field(None, description="JSON Web Key Set file for bearer tokens")
+    jwt_issuer: str | None = Field(None, description="Required 'iss' of bearer tokens")
+    jwt_audience: str | None = Field(None, description="Required 'aud' of bearer tokens")
+    session_cookie_ttl_seconds: float = Field(12 * 3600.0, gt=0, description="WebUI sign-in lifetime")
+    rate_limit_per_second: float = Field(20.0, ge=0, description="Requests per second per principal; 0 = off")
+    rate_limit_burst: int = Field(40, ge=1, description="Requests a principal may send at once")
+    rate_limit_unauthenticated: bool = Field(
+        False, description="With auth off, also limit requests and streams per client address")
+    max_streams_per_principal: int = Field(32, ge=0, description="Open event streams per principal; 0 = any")
 
     # Storage
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))

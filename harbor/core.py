@@ -20,6 +20,7 @@ from harbor.agents.catalog import AgentCatalog
 from harbor.config import Settings
 from harbor.events import EventService
 from harbor.repositories import RepositoryIndex
+from harbor.security import AccessControl
 from harbor.sessions import SessionService
 from harbor.snapshots import SnapshotService
 from harbor.store import models as m
@@ -50,10 +51,13 @@ class Harbor:
         self.sessions = SessionService(self)
         self.snapshots = SnapshotService(self)
         self.extensions: dict[str, Any] = {}
+        #: Authentication, roles, rate limits and the audit log (harbor.security).
+        self.security = AccessControl(settings, self.journal)
 
     @property
     def auth_configured(self) -> bool:
-        return False
+        """Whether every API call must authenticate (``auth = "required"``)."""
+        return self.settings.auth == "required"
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the journal, the session supervisor, snapshots and the sampler until cancelled.

@@ -60,7 +60,7 @@ def _install_error_handlers(app: Quart) -> None:
                                              f"(request id {getattr(g, 'request_id', '?')})."))
 
 
-def _install_middleware(app: Quart, cors_origins: list[str]) -> None:
+def _install_middleware(app: Quart, cors_origins: list[str], *, credentials_for_any: bool = True) -> None:
     @app.before_request
     async def assign_request_id() -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
@@ -79,7 +79,8 @@ def _install_middleware(app: Quart, cors_origins: list[str]) -> None:
         if origin and ("*" in cors_origins or origin in cors_origins):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
-            response.headers["Access-Control-Allow-Credentials"] = "true"
+            if credentials_for_any or origin in cors_origins:
+                response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers["Access-Control-Allow-Headers"] = (
                 "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-ID")
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
@@ -134,8 +135,14 @@ def create_app(harbor: Harbor, *, webui: bool = False) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RESPONSE_TIMEOUT"] = 60
     app.extensions["harbor"] = harbor
-    _install_middleware(app, settings.cors_origins)
+    # With auth on, "*" lets any origin call with headers, but only listed origins with credentials.
+    _install_middleware(app, settings.cors_origins, credentials_for_any=settings.auth != "required")
     _install_error_handlers(app)
+    access = getattr(harbor, "security", None)
+    if access is not None:
+        from harbor.security.middleware import install as install_security
+
+        install_security(app, access, harbor)
     for bp in blueprints.api_blueprints():
         app.register_blueprint(bp)
     _install_docs(app)

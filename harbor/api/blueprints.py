@@ -6,7 +6,7 @@ from quart import Blueprint
 
 
 def api_blueprints() -> list[Blueprint]:
-    from harbor.api import catalog, drafts, events, health, repositories, sessions, tasks, timeline, workspace
+    from harbor.api import catalog, drafts, events, health, repositories, security, sessions, tasks, timeline, workspace
 
-    return [health.bp, tasks.bp, sessions.bp, events.bp,
+    return [health.bp, tasks.bp, sessions.bp, events.bp, security.bp, security.login_bp,
             workspace.bp, timeline.bp, catalog.bp, drafts.bp, repositories.bp]

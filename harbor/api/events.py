@@ -11,11 +11,12 @@ import trio
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, Response, request, websocket
 
-from harbor.api.deps import harbor
+from harbor.api.deps import harbor, tenant
 from harbor.api.problems import Problem
 from harbor.api.routing import endpoint
 from harbor.api.sessions import visible_row
 from harbor.api.streams import CLOSED, KEEPALIVE, SSE_HEADERS, TIMEOUT, encode_events, encode_frame, next_or
+from harbor.security.tenancy import feed_filter
 from harbor.sessions import page
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
@@ -115,6 +116,7 @@ async def session_events(session_id: str, query: EventsQuery) -> Any:
 async def all_events() -> Any:
     core = harbor()
     keepalive = core.settings.sse_keepalive_seconds
+    keep = feed_filter(core.journal, tenant())  # a tenant sees only its own sessions
     channel = core.events.feed.subscribe()
 
     async def body() -> AsyncIterator[bytes]:
@@ -127,12 +129,21 @@ async def all_events() -> Any:
                 if item is TIMEOUT:
                     yield KEEPALIVE
                     continue
+                if keep is not None and not await keep(item):  # type: ignore[arg-type]
+                    continue
                 yield encode_frame(item["type"], item)  # type: ignore[index]
 
     return sse_response(body())
 
 
 async def _ws_command(session_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    guard = harbor().extensions.get("ws_command")  # roles, rate limit and audit (harbor.security)
+    if guard is not None:
+        return await guard(session_id, message, _run_ws_command)  # type: ignore[no-any-return]
+    return await _run_ws_command(session_id, message)
+
+
+async def _run_ws_command(session_id: str, message: dict[str, Any]) -> dict[str, Any]:
     sessions = harbor().sessions
     op = message.get("op")
     try:
@@ -192,7 +203,7 @@ async def session_ws(session_id: str) -> None:
                 message = json.loads(raw)
                 if not isinstance(message, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except (ValueError, RecursionError):
                 await websocket.send(json.dumps({"ok": False, "error": {"status": 400,
                                                                         "detail": "frames must be JSON objects"}}))
                 continue

@@ -31,6 +31,8 @@ Role = Literal["public", "viewer", "operator", "admin"]
 Handler = Callable[..., Awaitable[Any]]
 
 _PATH_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+#: Deepest nesting of arrays and objects accepted in a request body (no real request comes close).
+MAX_JSON_DEPTH = 64
 _NAMED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 
 
@@ -98,16 +100,40 @@ async def read_json_body() -> Any:
     """The request's JSON body, or ``None`` for an empty body or the literal ``null``.
 
     Raises:
-        Problem: 400 when the body is not JSON.
+        Problem: 400 when the body is not JSON, or nests deeper than :data:`MAX_JSON_DEPTH`.
     """
     raw = await request.get_data(cache=True)
     text = raw.strip() if isinstance(raw, bytes) else raw.encode().strip()
     if not text or text == b"null":
         return None
+    too_deep = False
     try:
-        return json.loads(text)
+        data = json.loads(text)
+    except RecursionError:
+        data, too_deep = None, True  # nested past the interpreter's limit: certainly past ours
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, f"The request body is not valid JSON: {exc}", kind="malformed-json") from exc
+    if too_deep or nests_deeper_than(data, MAX_JSON_DEPTH):
+        raise Problem(400, f"The request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+                      kind="malformed-json")
+    return data
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests containers more than ``limit`` levels (``{}`` is one level).
+
+    Iterative, so a hostile document cannot exhaust the stack here either.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 async def _parse_body(model: type[BaseModel], required: bool) -> BaseModel:

@@ -14,7 +14,7 @@ import trio
 
 from harbor import __version__
 from harbor.cli.options import build_settings, daemon_options, storage_options
-from harbor.config import Settings
+from harbor.config import ConfigError, Settings
 from harbor.logs import setup_logging
 
 log = logging.getLogger("harbor.cli")
@@ -49,7 +49,7 @@ async def _serve(settings: Settings, *, webui: bool, open_browser: bool = False,
                 await trio.to_thread.run_sync(webbrowser.open, url + "/")
     except BaseException as raised:
         exc = _single_leaf(raised)
-        if isinstance(exc, (InsecureBind, DatabaseError)):
+        if isinstance(exc, (InsecureBind, DatabaseError, ConfigError)):
             raise click.ClickException(str(exc)) from None
         if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             raise click.ClickException(f"cannot listen on {settings.bind}:{settings.port}: "
@@ -139,9 +139,12 @@ async def db_status(config: Path | None, **flags: Any) -> None:
 
 def _register_subcommands() -> None:
     from harbor.cli.client_commands import COMMANDS
+    from harbor.cli.keys import audit, keys
     from harbor.cli.service import service
 
     cli.add_command(service)
+    cli.add_command(keys)
+    cli.add_command(audit)
     for command in COMMANDS:
         cli.add_command(command)
 

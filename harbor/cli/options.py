@@ -31,6 +31,8 @@ def daemon_options(f: F) -> F:
     f = click.option("--max-concurrent-tasks", type=click.IntRange(min=1), help="Sessions running at once.")(f)
     f = click.option("--allow-command-agent", is_flag=True, default=None,
                      help="Enable the 'command' agent (runs any argv a client sends).")(f)
+    f = click.option("--auth", type=click.Choice(["off", "required"]),
+                     help="'required': every API call needs an API key or token (docs/security.md).")(f)
     f = click.option("--insecure-no-auth", is_flag=True, default=None,
                      help="Allow a non-loopback bind without authentication (dangerous).")(f)
     f = click.option("--log-format", type=click.Choice(["auto", "human", "json"]), help="Log format on stderr.")(f)
