@@ -91,7 +91,9 @@ class AgentEntry(BaseModel):
 class CreateTaskRequest(BaseModel):
     """``POST /tasks`` in any of the contract's three shapes."""
 
-    model_config = OPEN
+    # Documented as well as enforced: at least one of ``agents`` (spec) or ``agent`` (browser).
+    model_config = ConfigDict(extra="allow", populate_by_name=True, json_schema_extra={
+        "anyOf": [{"required": ["agents"]}, {"required": ["agent"]}]})
     prompt: str | list[ContentBlock]
     agent: AgentEntry | None = None
     agents: list[AgentEntry] | None = Field(None, min_length=1, max_length=20)
@@ -153,7 +155,8 @@ class StopRequest(BaseModel):
 class PromptRequest(BaseModel):
     """``{"prompt": [content blocks]}`` or the legacy ``{"message": "text"}``."""
 
-    model_config = OPEN
+    model_config = ConfigDict(extra="allow", populate_by_name=True, json_schema_extra={
+        "anyOf": [{"required": ["prompt"]}, {"required": ["message"]}]})
     prompt: str | list[ContentBlock] | None = None
     message: str | None = None
 
@@ -198,6 +201,7 @@ class SessionObject(BaseModel):
     agent: dict[str, Any]
     links: dict[str, str]
     recent_events: list[dict[str, Any]]
+    pid: int | None = Field(None, description="The agent's process id (leader of its process group), once started")
 
 
 class Accepted(BaseModel):
