@@ -23,6 +23,9 @@ from typing import TypeVar
 import psutil
 import trio
 
+from actors import proctable
+from actors.proctable import Proc, ProcTable
+
 _T = TypeVar("_T")
 
 MARKER_ENV = "AH_SESSION_ID"
@@ -31,7 +34,7 @@ _STDERR_TAIL = 20
 _SCAN_DEADLINE = 2.0
 # SIGKILL is reaped within milliseconds; only a process stuck in the kernel (D state) takes longer.
 _REAP_DEADLINE = 5.0
-_PAUSE_POLL = 0.002
+_PAUSE_POLL = 0.0005
 # An escapee may fork while we sweep; a few rounds catch its children, which inherit the marker.
 _SWEEP_ROUNDS = 3
 # create_time is boot time (read from the wall clock) plus ticks: an NTP step between two daemon runs
@@ -80,13 +83,15 @@ class AgentProcess:
         self.pid: int = proc.pid
         self.pgid: int = proc.pid  # start_new_session=True makes the leader its group's leader
         self.create_time: float = leader.create_time()
+        stat = proctable.read_stat(proc.pid)  # unreaped until we wait: always readable here
+        self._start_ticks: int | None = stat.start if stat is not None else None
         self.stdin: trio.abc.SendStream = proc.stdin
         self.stdout: trio.abc.ReceiveStream = proc.stdout
         self.stderr: trio.abc.ReceiveStream = proc.stderr
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
         self._stdin_lock = trio.Lock()
         self._stopped_outside: list[psutil.Process] = []
-        self._cpu_prev: dict[tuple[int, float], float] | None = None
+        self._cpu_prev: dict[tuple[int, int], float] | None = None
         self._cpu_at = 0.0
 
     @classmethod
@@ -155,15 +160,19 @@ class AgentProcess:
         A checkpoint. If cancelled, the signals have been sent but the stop is unconfirmed.
         """
         self.signal_group(signal.SIGSTOP)
-        pending: list[int] = [self.pid]
-        with trio.move_on_after(timeout):
-            targets = await trio.to_thread.run_sync(self._stop_outsiders, abandon_on_cancel=True)
-            while True:
-                pending = await trio.to_thread.run_sync(_not_stopped, targets, abandon_on_cancel=True)
-                if not pending:
-                    return
-                await trio.sleep(_PAUSE_POLL)
-        raise PauseFailed(f"agent {self.pid}: processes {pending} not stopped after {timeout} s")
+        deadline = time.monotonic() + timeout
+        # One trip to a worker thread: find and stop the members outside the group, then watch them
+        # all stop (polling /proc in the thread: a stop takes microseconds to a few milliseconds).
+        pending = await trio.to_thread.run_sync(self._stop_and_confirm, deadline, abandon_on_cancel=True)
+        if pending:
+            raise PauseFailed(f"agent {self.pid}: processes {pending} not stopped after {timeout} s")
+
+    def _stop_and_confirm(self, deadline: float) -> list[int]:
+        """The members still not stopped at ``deadline`` (none, usually well before). Blocking."""
+        targets = self._stop_outsiders()
+        while (pending := _not_stopped(targets)) and time.monotonic() < deadline:
+            time.sleep(_PAUSE_POLL)
+        return pending
 
     def resume(self) -> None:
         """SIGCONT the group and the members :meth:`pause` stopped outside it. Blocks briefly (psutil)."""
@@ -201,35 +210,33 @@ class AgentProcess:
         """
         return self._exit_info(await self._proc.wait())
 
-    def members(self) -> list[psutil.Process]:
-        """The leader and its descendants that are alive (not zombies). Blocking (psutil)."""
-        try:
-            procs = [self._leader, *self._leader.children(recursive=True)]
-        except psutil.Error:  # the leader is gone (or its pid reused: psutil checks create_time)
-            return []
-        return [proc for proc in procs if _status(proc) not in _GONE]
+    def members(self, table: ProcTable | None = None) -> list[psutil.Process]:
+        """The leader and its descendants that are alive (not zombies). Blocking (one /proc pass, or
+        ``table``)."""
+        table = table if table is not None else proctable.snapshot()
+        return _as_psutil(self._tree(table), self)
 
-    def stats(self) -> ProcessStats:
-        """CPU since the previous call, RSS and member count of the whole tree. Blocking (psutil).
+    def _tree(self, table: ProcTable) -> list[Proc]:
+        return table.tree(self.pid, self._start_ticks)
+
+    def stats(self, table: ProcTable | None = None) -> ProcessStats:
+        """CPU since the previous call, RSS and member count of the whole tree. Blocking (one /proc
+        pass, or read from ``table``: a sampler of many agents shares one pass between them).
 
         A process that started since the previous call counts with all its CPU time; one that ended in
         between loses its last slice.
         """
+        table = table if table is not None else proctable.snapshot()
         now = time.monotonic()
-        cpu_now: dict[tuple[int, float], float] = {}
+        cpu_now: dict[tuple[int, int], float] = {}
         rss = 0
         busy = 0.0
-        for proc in self.members():
-            try:
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    rss += proc.memory_info().rss
-                    key = (proc.pid, proc.create_time())
-            except psutil.Error:
-                continue
-            cpu_now[key] = times.user + times.system
+        for proc in self._tree(table):
+            key = (proc.pid, proc.start)
+            cpu_now[key] = proc.cpu
+            rss += proc.rss
             if self._cpu_prev is not None:
-                busy += cpu_now[key] - self._cpu_prev.get(key, 0.0)
+                busy += proc.cpu - self._cpu_prev.get(key, 0.0)
         first, elapsed = self._cpu_prev is None, now - self._cpu_at
         self._cpu_prev, self._cpu_at = cpu_now, now
         percent = 0.0 if first or elapsed <= 0 else max(0.0, 100.0 * busy / elapsed)
@@ -264,12 +271,14 @@ class AgentProcess:
         raise trio.TooSlowError(f"agent {self.pid} not reaped {_REAP_DEADLINE} s after SIGKILL")
 
     def _record_members(self) -> tuple[list[psutil.Process], list[psutil.Process]]:
-        """(every member, the members outside our group). Blocking."""
-        found = {proc.pid: proc for proc in self.members()}
-        for proc in _scan(self.marker, self.pgid):
+        """(every member, the members outside our group). Blocking (one /proc pass)."""
+        table = proctable.snapshot()
+        found = {p.pid: p for p in self._tree(table)}
+        for proc in _marked_or_grouped(table, self.marker, self.pgid):
             found.setdefault(proc.pid, proc)
-        outsiders = [proc for proc in found.values() if _pgid(proc.pid) != self.pgid]
-        return list(found.values()), outsiders
+        members = _as_psutil(list(found.values()), self)
+        outsiders = [proc for proc in members if found[proc.pid].pgrp != self.pgid]
+        return members, outsiders
 
     def _stop_outsiders(self) -> list[psutil.Process]:
         """SIGSTOP members outside the group, remember them for resume(); return all. Blocking."""
@@ -370,21 +379,31 @@ def kill_leftovers(pid: int | None, create_time: float | None, marker: str) -> i
 
 def _scan(marker: str, pgid: int | None = None) -> list[psutil.Process]:
     """Live processes of our uid that carry ``marker`` or belong to group ``pgid``. Blocking."""
-    uid, me = os.getuid(), os.getpid()
-    found = []
-    for proc in psutil.process_iter(["uids", "status"]):
-        uids, status = proc.info["uids"], proc.info["status"]
-        if proc.pid == me or uids is None or uids.real != uid or status in _GONE:
-            continue
-        if pgid is not None and _pgid(proc.pid) == pgid:
-            found.append(proc)
+    return _as_psutil(_marked_or_grouped(proctable.snapshot(), marker, pgid))
+
+
+def _marked_or_grouped(table: ProcTable, marker: str, pgid: int | None) -> list[Proc]:
+    found = {p.pid: p for p in table.marked(marker)}
+    if pgid is not None:
+        me = os.getpid()
+        for proc in table.group(pgid):
+            if proc.pid != me:
+                found.setdefault(proc.pid, proc)
+    return list(found.values())
+
+
+def _as_psutil(procs: list[Proc], owner: AgentProcess | None = None) -> list[psutil.Process]:
+    """psutil handles (they refuse to signal a reused pid) for ``procs``, skipping the ones gone."""
+    out = []
+    for proc in procs:
+        if owner is not None and proc.pid == owner.pid:
+            out.append(owner._leader)
             continue
         try:
-            if proc.environ().get(MARKER_ENV) == marker:
-                found.append(proc)
+            out.append(psutil.Process(proc.pid))
         except psutil.Error:
             continue
-    return found
+    return out
 
 
 async def _sweep_marked(marker: str) -> None:

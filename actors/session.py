@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -128,8 +129,18 @@ class Launch:
 
 @dataclass(frozen=True)
 class ProvisionedWorkspace:
+    """A workspace ready for the agent.
+
+    Attributes:
+        path: where the agent runs.
+        fields: recorded on the session (base commit...).
+        after_start: bookkeeping awaited once the agent runs rather than before (it need not delay the
+            start); an error in it is logged, it does not fail the session.
+    """
+
     path: Path
-    fields: Mapping[str, Any] = field(default_factory=dict)  # recorded on the session (base commit…)
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    after_start: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -190,6 +201,14 @@ class SessionActor:
         self._input_closed = False
         self._nursery: trio.Nursery | None = None
         self._moving = trio.Lock()  # one status move at a time (see _move)
+        #: Every field this actor has recorded of its session, written or still on its way (see _record):
+        #: what a view of the session overlays on the stored row.
+        self.record: dict[str, Any] = {}
+        # Records not yet written, in order (see _record), and who writes them.
+        self._records: deque[dict[str, Any]] = deque()
+        self._records_added = trio.Event()
+        self._recording = trio.Lock()
+        self._record_writer = False
         self._stopped_all: trio.Event | None = None  # set once a stop has killed and swept everything
 
     # -- asking ----------------------------------------------------------------------------------
@@ -222,6 +241,7 @@ class SessionActor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._serve_mailbox)
+                nursery.start_soon(self._write_records)
                 await self._live(nursery)
                 nursery.cancel_scope.cancel()
         except Exception as exc:
@@ -256,14 +276,16 @@ class SessionActor:
         try:
             self.process = await AgentProcess.spawn(launch.argv, cwd=workspace.path, env=env, marker=self.id)
         except OSError as exc:
+            await self._after_start(workspace)
             await self._finish(Status.FAILED, f"cannot start the agent: {exc}")
             return
         await self._prepare_input(launch)
-        now = time.time()
-        await self.recorder.update_session(self.id, {
+        # One write: the process (recovery finds it by pid, and by marker if the daemon dies first)
+        # and the status.
+        await self._move(Status.RUNNING, fields={
             **workspace.fields, "workspace_path": str(workspace.path), "pid": self.process.pid,
-            "proc_create_time": self.process.create_time, "started_at": now})
-        await self._move(Status.RUNNING)
+            "proc_create_time": self.process.create_time, "started_at": time.time()})
+        await self._after_start(workspace)
         self._set_clock(running=True)
         exit_info = await self._supervise_process(nursery)
         if self._stopped_all is not None:
@@ -271,6 +293,13 @@ class SessionActor:
             # "stopped" must mean that nothing of the agent is left.
             await self._stopped_all.wait()
         await self._finish(*self._outcome(exit_info))
+
+    async def _after_start(self, workspace: ProvisionedWorkspace) -> None:
+        if workspace.after_start is not None:
+            try:
+                await workspace.after_start()
+            except Exception:
+                log.exception("session %s: bookkeeping after the start failed", self.id)
 
     async def _supervise_process(self, nursery: trio.Nursery) -> ExitInfo:
         process = self.process
@@ -408,7 +437,13 @@ class SessionActor:
             raise IllegalTransition(self.status, Status.PAUSING)
         if self.status in (Status.PAUSED, Status.PAUSING):
             raise IllegalTransition(self.status, Status.PAUSING)
-        await self._move(Status.PAUSING)
+        # Stopped first, recorded second: the agent stops as soon as the command arrives.
+        self.process.signal_group(signal.SIGSTOP)
+        try:
+            await self._move(Status.PAUSING)
+        except IllegalTransition:  # it ended meanwhile
+            self.process.signal_group(signal.SIGCONT)
+            raise
         self._set_clock(running=False)
         try:
             await self.process.pause()
@@ -468,12 +503,14 @@ class SessionActor:
 
     async def _move(self, target: Status, reason: str | None = None, fields: Mapping[str, Any] | None = None
                     ) -> None:
-        """Apply one transition: check the table, record it, then publish the ``status`` event.
+        """Apply one transition: check the table, publish the ``status`` event, record it.
 
-        Recorded first: a client reacting to the event (SSE, dashboard feed) and reading the session
-        finds the row already saying so, with its end time, exit code and error. Moves are serialised
-        so that events, records and the table agree on one order even when the mailbox and the agent's
-        exit move the session at the same moment.
+        The event is appended first: the recorder's write commits it on its way (the journal flushes
+        pending events before a write), so readers see it without waiting for a group commit. Until
+        the row is written, views of the session take the fields from :attr:`record` (a finished
+        session never reads as one without its end time and exit code).
+        Moves are serialised so that events, records and the table agree on one order even when the
+        mailbox and the agent's exit move the session at the same moment.
         """
         async with self._moving:
             change = transition(self.status, target, reason)
@@ -481,9 +518,39 @@ class SessionActor:
             data: dict[str, Any] = {"status": str(target), "previous": str(change.previous)}
             if reason:
                 data["reason"] = reason
-            await self.recorder.update_session(self.id, {"status": str(target), "updated_at": time.time(),
-                                                          **(fields or {})})
             await self.buffer.append(EventKind.STATUS, data)
+            await self._record({"status": str(target), "updated_at": time.time(), **(fields or {})},
+                               wait=target in TERMINAL)
+
+    async def _record(self, fields: dict[str, Any], *, wait: bool) -> None:
+        """Write ``fields`` of the session: in the background (in order, by :meth:`_write_records`), or
+        now, after every earlier record, when ``wait``.
+
+        Only the end must be durable before the actor goes on (it is the last thing it does); the
+        statuses on the way are for readers, who have the live status from the actor meanwhile. Not
+        waiting for them takes a journal round trip off every start, pause and resume.
+        """
+        self.record.update(fields)
+        self._records.append(fields)
+        if self._record_writer and not wait:
+            self._records_added.set()
+            return
+        await self._write_pending()
+
+    async def _write_records(self) -> None:
+        self._record_writer = True
+        try:
+            while True:
+                await self._records_added.wait()
+                self._records_added = trio.Event()
+                await self._write_pending()
+        finally:
+            self._record_writer = False
+
+    async def _write_pending(self) -> None:
+        async with self._recording:  # FIFO: records are written once each, in the order they came
+            while self._records:
+                await self.recorder.update_session(self.id, self._records.popleft())
 
     async def _finish(self, status: Status, reason: str | None) -> None:
         if self.status in TERMINAL:

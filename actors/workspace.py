@@ -405,8 +405,11 @@ async def provision(request: RepoRequest, dest: Path, cache: RepoCache, *,
     if request.mode == "git":
         return await _provision_git(request, dest, cache)
     if request.mode in ("none", "upload"):
-        await trio.to_thread.run_sync(_prepare_dest, dest)
-        await trio.to_thread.run_sync(lambda: dest.mkdir(exist_ok=True))
+        def make() -> None:  # one trip to a worker thread: every session start waits for it
+            _prepare_dest(dest)
+            dest.mkdir(exist_ok=True)
+
+        await trio.to_thread.run_sync(make)
         if template is not None:
             cp = ["cp", "-a", "--reflink=auto", "-T", "--", str(template), str(dest)]
             proc = await trio.run_process(cp, capture_stdout=True, capture_stderr=True, check=False)

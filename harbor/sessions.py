@@ -82,13 +82,18 @@ class JournalRecorder:
     async def update_session(self, session_id: str, fields: Mapping[str, Any]) -> None:
         values = dict(fields)
         values.setdefault("updated_at", time.time())
-        await self._journal.write(lambda: m.Session.update(**values).where(m.Session.id == session_id).execute())
         if "status" in values:
+            # Announced as it is written, not after: a dashboard that reads the session at once gets
+            # the live status (and, for an end, the end fields) from the actor meanwhile.
             self._feed.publish({"type": "status", "sessionId": session_id, "status": values["status"],
                                 "ts": iso_ts(values["updated_at"]),
                                 **({"error": values["error"]} if values.get("error") else {})})
-            if values["status"] in TERMINAL:
+        await self._journal.write(lambda: m.Session.update(**values).where(m.Session.id == session_id).execute())
+        if values.get("status") in TERMINAL:
+            try:
                 self._harbor.snapshots.session_ended(session_id, values["status"])
+            except RuntimeError:  # the snapshot service has stopped (daemon shutdown): no final snapshot
+                log.info("session %s ended during shutdown: no final snapshot", session_id)
 
 
 class SessionService:
@@ -227,8 +232,8 @@ class SessionService:
             request = RepoRequest(mode=repo.get("mode") or "none", url=repo.get("url"),
                                   branch=repo.get("branch"), commit=repo.get("commit"))
             ws = await provision(request, dest, harbor.repo_cache)
-            await harbor.record_workspace(session_id, ws)
-            return ProvisionedWorkspace(ws.path, {"base_commit": ws.base_commit})
+            return ProvisionedWorkspace(ws.path, {"base_commit": ws.base_commit},
+                                        after_start=lambda: harbor.record_workspace(session_id, ws))
 
         def command(workspace: Path) -> Launch:
             plan = spec.launch(AgentContext(session_id=session_id, prompt=row["prompt"], workspace=workspace,
@@ -267,22 +272,28 @@ class SessionService:
     def view(self, row: m.Session) -> dict[str, Any]:
         """The contract's flat session object (stored row overlaid with the live actor)."""
         actor = self.supervisor.find(row.id)
-        # The live status while the session runs; its end only once recorded (with its time, exit code
-        # and error), so that a session never reads finished without them.
-        status = str(actor.status) if actor is not None and actor.status not in TERMINAL else row.status
+        status = str(actor.status) if actor is not None else row.status
+        # What the actor has recorded may still be on its way to the row (statuses, pid, end time,
+        # exit code): the actor's copy wins, so the view is never behind the session's events.
+        recorded = actor.record if actor is not None else {}
+
+        def field(name: str) -> Any:
+            return recorded[name] if name in recorded else getattr(row, name)
+
         live = actor is not None and status not in TERMINAL
         recent = [e.wire() for e in actor.buffer.recent(3)] if live and actor is not None else []
+        ended_at = field("ended_at")
         doc: dict[str, Any] = {
             "id": row.id, "taskId": row.task_id, "tenantId": row.tenant_id, "projectId": row.project_id,
-            "status": status, "createdAt": _iso(row.created_at), "updatedAt": _iso(row.updated_at),
-            "startedAt": _iso(row.started_at), "endedAt": _iso(row.ended_at),
-            "completedAt": _iso(row.ended_at) if status == Status.COMPLETED else None,
+            "status": status, "createdAt": _iso(row.created_at), "updatedAt": _iso(field("updated_at")),
+            "startedAt": _iso(field("started_at")), "endedAt": _iso(ended_at),
+            "completedAt": _iso(ended_at) if status == Status.COMPLETED else None,
             "prompt": row.prompt, "repo": row.repo, "runtime": row.runtime,
             "agent": {"type": row.agent_type, "version": row.agent_version},
             "delivery": row.delivery, "labels": row.labels, "links": links(row.id), "recent_events": recent,
             "changes": row.changes or {"files_changed": 0, "lines_added": 0, "lines_removed": 0},
-            "exitCode": row.exit_code, "error": row.error, "pid": row.pid,
-            "workspace": {"path": row.workspace_path, "baseCommit": row.base_commit},
+            "exitCode": field("exit_code"), "error": field("error"), "pid": field("pid"),
+            "workspace": {"path": field("workspace_path"), "baseCommit": field("base_commit")},
             "parentSessionId": row.parent_session_id, "fromSnapshotId": row.from_snapshot_id,
         }
         if actor is not None:

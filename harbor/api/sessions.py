@@ -45,17 +45,17 @@ async def get_session(session_id: str) -> Any:
 @endpoint(bp, "POST", "/sessions/<session_id>/pause", summary="Pause (SIGSTOP the process group)",
           role="operator", responses={200: SessionObject})
 async def pause_session(session_id: str) -> Any:
-    await visible_row(session_id)
+    row = await visible_row(session_id)
     await harbor().sessions.pause(session_id)
-    return harbor().sessions.view(await visible_row(session_id))
+    return harbor().sessions.view(row)  # the status comes from the live actor
 
 
 @endpoint(bp, "POST", "/sessions/<session_id>/resume", summary="Resume (SIGCONT the process group)",
           role="operator", responses={200: SessionObject})
 async def resume_session(session_id: str) -> Any:
-    await visible_row(session_id)
+    row = await visible_row(session_id)
     await harbor().sessions.resume(session_id)
-    return harbor().sessions.view(await visible_row(session_id))
+    return harbor().sessions.view(row)  # the status comes from the live actor
 
 
 @endpoint(bp, "POST", "/sessions/<session_id>/stop", summary="Stop gracefully (TERM, then KILL after a grace)",

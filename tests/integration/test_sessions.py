@@ -582,7 +582,7 @@ def _example(schema: dict[str, Any], components: dict[str, Any]) -> Any:
     if "$ref" in schema:
         return _example(components[schema["$ref"].rsplit("/", 1)[1]], components)
     for key in ("anyOf", "oneOf"):
-        if key in schema:
+        if key in schema and "properties" not in schema:  # (on an object, they only say what is required)
             options = [s for s in schema[key] if s.get("type") != "null"]
             return _example(options[0], components)
     if "enum" in schema:
