@@ -8,6 +8,8 @@ contract's spelling. ``seq`` is per-session, gap-free and increasing from 1; it 
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,9 +58,21 @@ class Draft(NamedTuple):
     data: dict[str, Any]
 
 
+# The last whole second formatted, as one tuple (replaced, never mutated: threads format history
+# timestamps too). Events come in bursts within a second, and strftime was most of the cost of a
+# timestamp, itself a fifth of the SSE hot path.
+_iso_second: tuple[int, str] = (-1, "")
+
+
 def iso_ts(ts: float) -> str:
-    """Format unix seconds as the contract's ISO-8601 UTC string with milliseconds."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+    """Format unix seconds as the contract's ISO-8601 UTC string with milliseconds (truncated)."""
+    global _iso_second
+    # One integer split, so that .9996 s cannot round up into the next second's prefix.
+    second, ms = divmod(math.floor(ts * 1000), 1000)
+    cached = _iso_second
+    if cached[0] != second:
+        cached = _iso_second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{cached[1]}{ms:03d}Z"
 
 
 @dataclass(slots=True)
@@ -78,6 +92,10 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     ts: float = field(default_factory=time.time)
+    # Encodings, made on first use and shared by every reader: an event is serialised once, not
+    # once per connected client. Valid because an event never changes once it has its seq.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+    _frame: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def sse_name(self) -> str:
@@ -90,6 +108,19 @@ class Event:
         """The JSON object clients receive (SSE ``data:``, WebSocket frames, history pages)."""
         return {"type": self.kind, "sessionId": self.session_id, "seq": self.seq, "ts": iso_ts(self.ts),
                 **self.data}
+
+    def wire_json(self) -> str:
+        """:meth:`wire` as compact JSON text (computed once)."""
+        if self._json is None:
+            self._json = json.dumps(self.wire(), separators=(",", ":"), ensure_ascii=False)
+        return self._json
+
+    def sse_frame(self) -> bytes:
+        """The event as one SSE frame: ``id:`` (its seq), ``event:`` (:attr:`sse_name`), ``data:``
+        (:meth:`wire_json`), blank line (computed once)."""
+        if self._frame is None:
+            self._frame = f"id: {self.seq}\nevent: {self.sse_name}\ndata: {self.wire_json()}\n\n".encode()
+        return self._frame
 
 
 class EventStore(Protocol):

@@ -65,6 +65,27 @@ class _StoredReader:
         return batch
 
 
+class _UntilTerminal:
+    """Ends a reader right after the session's terminal ``status`` (api-contract.md: "The stream
+    ends after the terminal status"), whatever is recorded after it (the final snapshot)."""
+
+    def __init__(self, reader: EventReader) -> None:
+        self._reader = reader
+        self._done = False
+
+    async def next_batch(self) -> list[Event] | None:
+        if self._done:
+            return None
+        batch = await self._reader.next_batch()
+        if batch is None:
+            return None
+        for i, event in enumerate(batch):
+            if event.kind == EventKind.STATUS and event.data.get("status") in TERMINAL:
+                self._done = True
+                return batch[:i + 1]
+        return batch
+
+
 class Feed:
     """Broadcast of session creations and status changes to dashboards (``GET /api/v1/events``)."""
 
@@ -99,13 +120,17 @@ class EventService:
 
     @asynccontextmanager
     async def open_stream(self, session_id: str, after: int) -> AsyncIterator[EventReader]:
-        """A reader of the session's events with ``seq > after``, live until the session ends."""
+        """A reader of the session's events with ``seq > after``, live until the session ends.
+
+        It ends with the terminal ``status`` event (or, resuming after it, with what was recorded
+        after it, e.g. the final snapshot).
+        """
         actor = self.harbor.sessions.supervisor.find(session_id)
         if actor is not None and not actor.buffer.closed:
             async with actor.buffer.subscribe(after) as subscription:
-                yield _LiveReader(subscription)
+                yield _UntilTerminal(_LiveReader(subscription))
         else:
-            yield _StoredReader(self.journal, session_id, after)
+            yield _UntilTerminal(_StoredReader(self.journal, session_id, after))
 
     async def history(self, session_id: str, *, kinds: list[str] | None = None, level: str | None = None,
                       since: float | None = None, until: float | None = None, descending: bool = True,
@@ -122,8 +147,10 @@ class EventService:
             if until is not None:
                 q = q.where(m.Event.ts <= until)
             if level:
-                # JSON lives as text: match the serialised field (the journal writes compact JSON).
-                q = q.where(m.Event.data.contains(json.dumps({"level": level})[1:-1]))
+                # Only log lines have a level. JSON lives as text: match the serialised field, spelt
+                # as the journal writes it (compact separators).
+                field = json.dumps({"level": level}, separators=(",", ":"))[1:-1]
+                q = q.where((m.Event.kind == EventKind.LOG.value) & m.Event.data.contains(field))
             total = q.count(database=db)
             order = m.Event.seq.desc() if descending else m.Event.seq.asc()
             rows = q.order_by(order).paginate(page, per_page)

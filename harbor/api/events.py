@@ -177,6 +177,9 @@ async def session_ws(session_id: str) -> None:
     try:
         await visible_row(session_id)
     except Problem:
+        # Closing before the handshake would answer HTTP 403, which a browser cannot tell from any
+        # other refusal: accept, then close with the application's "not found" code.
+        await websocket.accept()
         await websocket.close(4404, "no such session")
         return
     await websocket.accept()
@@ -191,7 +194,7 @@ async def session_ws(session_id: str) -> None:
                 if batch is TIMEOUT:
                     continue
                 for event in batch:  # type: ignore[union-attr]
-                    await websocket.send(json.dumps(event.wire(), separators=(",", ":")))
+                    await websocket.send(event.wire_json())
             else:
                 await websocket.close(1000, "session ended")
         cancel.cancel()

@@ -29,12 +29,11 @@ CLOSED = _Closed()
 
 
 def encode_events(events: Iterable[Event]) -> bytes:
-    """SSE frames for a batch, as one chunk (batching is what makes SSE fast, stack-notes.md)."""
-    parts = []
-    for e in events:
-        data = json.dumps(e.wire(), separators=(",", ":"), ensure_ascii=False)
-        parts.append(f"id: {e.seq}\nevent: {e.sse_name}\ndata: {data}\n\n")
-    return "".join(parts).encode()
+    """SSE frames for a batch, as one chunk (batching is what makes SSE fast, stack-notes.md).
+
+    Each event's frame is encoded once and shared by every stream sending it.
+    """
+    return b"".join([e.sse_frame() for e in events])
 
 
 def encode_frame(name: str, data: dict[str, Any], ident: int | None = None) -> bytes:
@@ -42,27 +41,52 @@ def encode_frame(name: str, data: dict[str, Any], ident: int | None = None) -> b
     return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+class _Watch:
+    """The cancel scopes of the calls waiting in :func:`next_or` on one ``closing`` event."""
+
+    __slots__ = ("closing", "scopes")
+
+    def __init__(self, closing: trio.Event) -> None:
+        self.closing = closing
+        self.scopes: set[trio.CancelScope] = set()
+
+
+_watches: dict[int, _Watch] = {}
+
+
+def _scopes_of(closing: trio.Event) -> set[trio.CancelScope]:
+    """The scope set of ``closing``; the first call starts the one task that cancels them when it is set."""
+    watch = _watches.get(id(closing))
+    if watch is None or watch.closing is not closing:
+        watch = _watches[id(closing)] = _Watch(closing)
+        # A system task: it belongs to no request, and ends with the run if ``closing`` never comes.
+        trio.lowlevel.spawn_system_task(_cancel_when_set, watch, name="stream shutdown watcher")
+    return watch.scopes
+
+
+async def _cancel_when_set(watch: _Watch) -> None:
+    try:
+        await watch.closing.wait()
+        for scope in list(watch.scopes):
+            scope.cancel()
+    finally:
+        if _watches.get(id(watch.closing)) is watch:
+            del _watches[id(watch.closing)]
+
+
 async def next_or(get: Callable[[], Awaitable[T]], closing: trio.Event, timeout: float) -> T | _Timeout | _Closed:
     """Await ``get()``, unless ``timeout`` passes (:data:`TIMEOUT`) or ``closing`` is set (:data:`CLOSED`).
 
-    ``get`` must be cancel-safe. The nursery lives inside this call only, never across a ``yield``.
+    ``get`` must be cancel-safe. No task is started per call (a stream calls this once per batch,
+    for every reader): one cancel scope, which a single watcher task per ``closing`` event cancels.
     """
-    result: list[T] = []
     if closing.is_set():
         return CLOSED
-    async with trio.open_nursery() as nursery:
-        nursery.cancel_scope.deadline = trio.current_time() + timeout
-
-        async def fetch() -> None:
-            result.append(await get())
-            nursery.cancel_scope.cancel()
-
-        async def watch() -> None:
-            await closing.wait()
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(fetch)
-        nursery.start_soon(watch)
-    if result:
-        return result[0]
+    scopes = _scopes_of(closing)
+    with trio.move_on_after(timeout) as scope:
+        scopes.add(scope)
+        try:
+            return await get()
+        finally:
+            scopes.discard(scope)
     return CLOSED if closing.is_set() else TIMEOUT
