@@ -17,6 +17,7 @@ import ulid
 
 from actors import proctable
 from actors.workspace import RepoCache, Workspace, remove
+from harbor.agents.builtin import inline_scenario_path
 from harbor.agents.catalog import AgentCatalog
 from harbor.config import Settings
 from harbor.events import EventService
@@ -130,6 +131,7 @@ class Harbor:
                        repo_cache=None, base_commit=row.base_commit if row else None, branch=None)
         try:
             await remove(ws)
+            inline_scenario_path(path).unlink(missing_ok=True)
         except Exception as exc:
             log.warning("could not remove workspace %s: %s", path, exc)
 

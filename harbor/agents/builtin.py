@@ -37,6 +37,11 @@ def _base_schema(title: str, properties: dict[str, Any], required: Sequence[str]
             "required": list(required), "additionalProperties": True}
 
 
+def inline_scenario_path(workspace: Path) -> Path:
+    """Where a session's inline scenario is written: beside its workspace (removed with it)."""
+    return workspace.with_name(f".{workspace.name}.scenario.json")
+
+
 _COMMAND_TOOLS = frozenset({"run_cmd", "run_command", "runCmd"})
 
 
@@ -109,7 +114,11 @@ class ScenarioAgentSpec(AgentSpec):
         argv = [sys.executable, "-u", "-m", "harbor.agents.scenario", "--speed", repr(float(speed))]
         scenario = ctx.settings.get("scenario")
         if isinstance(scenario, dict):
-            argv += ["--scenario-json", json.dumps(scenario, separators=(",", ":"))]
+            # Beside the workspace, not on the command line: one argument may not exceed 128 KiB
+            # (MAX_ARG_STRLEN), and not inside the workspace, whose files are the agent's work.
+            path = inline_scenario_path(ctx.workspace)
+            path.write_text(json.dumps(scenario, separators=(",", ":")))
+            argv += ["--scenario", str(path)]
         elif isinstance(scenario, str):
             try:
                 argv += ["--scenario", str(self._scenario_file(scenario))]

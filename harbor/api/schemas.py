@@ -113,10 +113,14 @@ class CreateTaskRequest(BaseModel):
         if isinstance(value, str):
             if not value.strip():
                 raise ValueError("must not be empty")
-            if len(value.encode()) > 256 * 1024:
-                raise ValueError("must be at most 256 KiB")
+            # The prompt reaches agents on their command line or in their environment, where one
+            # string may not exceed 128 KiB (MAX_ARG_STRLEN): keep well under it.
+            if len(value.encode()) > 64 * 1024:
+                raise ValueError("must be at most 64 KiB")
         elif not value:
             raise ValueError("must not be empty")
+        elif sum(len((b.text or "").encode()) for b in value) > 64 * 1024:
+            raise ValueError("its text must be at most 64 KiB")
         return value
 
     @property

@@ -149,15 +149,20 @@ def test_settings_must_be_an_object() -> None:
     assert settings_errors(AgentCatalog(), "scenario", ["speed", 2]) == {"settings": ["must be an object"]}
 
 
-def test_scenario_launch_plan_for_an_inline_scenario() -> None:
+def test_scenario_launch_plan_for_an_inline_scenario(tmp_path: Path) -> None:
     catalog = AgentCatalog(default_speed=50)
     inline = {"timeline": [{"think": [[0, "hi"]]}]}
     spec, settings = catalog.resolve("scenario", {"scenario": inline})
-    plan = spec.launch(ctx(settings))
+    workspace = tmp_path / "ws"
+    plan = spec.launch(AgentContext(session_id="01JSESSION", prompt="Fix the login bug", workspace=workspace,
+                                    settings=settings))
     assert plan.argv[:4] == [sys.executable, "-u", "-m", "harbor.agents.scenario"]
     args = dict(zip(plan.argv[4::2], plan.argv[5::2], strict=True))
     assert args["--speed"] == "50.0"
-    assert json.loads(args["--scenario-json"]) == inline
+    # Written beside the workspace (not on the command line: one argument may not exceed 128 KiB).
+    scenario_file = Path(args["--scenario"])
+    assert json.loads(scenario_file.read_text()) == inline
+    assert scenario_file.parent == tmp_path
     assert args["--prompt"] == "Fix the login bug"
     assert plan.env["PYTHONUNBUFFERED"] == "1"
     assert plan.keep_stdin_open
@@ -260,3 +265,14 @@ def test_scenario_file_removed_after_validation_fails_the_launch_cleanly(tmp_pat
     with pytest.raises(InvalidAgentSettings) as caught:
         spec.launch(ctx(settings))
     assert list(caught.value.errors) == ["settings.scenario"]
+
+
+def test_an_inline_scenario_that_runs_commands_needs_the_command_agent_enabled() -> None:
+    # An inline scenario's run_cmd steps run shell commands on the host: as powerful as the command
+    # agent, so they follow its switch. Scenario files (put there by the operator) stay trusted.
+    inline = {"timeline": [{"agentToolUse": {"toolName": "run_cmd", "args": {"cmd": "id"}}}]}
+    errors = settings_errors(AgentCatalog(), "scenario", {"scenario": inline})
+    assert "allow_command_agent" in errors["settings.scenario"][0]
+    AgentCatalog(allow_command_agent=True).resolve("scenario", {"scenario": inline})
+    AgentCatalog().resolve("scenario", {"scenario": {"timeline": [{"think": [[0, "no commands"]]}]}})
+    AgentCatalog().resolve("scenario", {"scenario": "fix_login_bug"})

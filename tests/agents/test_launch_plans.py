@@ -40,7 +40,7 @@ async def spawn(plan: LaunchPlan, workspace: Path) -> trio.Process:
 
 def launch(agent: str, settings: dict[str, object], workspace: Path, prompt: str = "Fix the login bug"
            ) -> tuple[AgentSpec, LaunchPlan]:
-    spec, normalised = AgentCatalog().resolve(agent, settings)
+    spec, normalised = AgentCatalog(allow_command_agent=True).resolve(agent, settings)
     return spec, spec.launch(AgentContext("01JSESSION", prompt, workspace, normalised))
 
 
