@@ -17,6 +17,7 @@ import trio
 import ulid
 
 from actors.events import EventKind
+from actors.lifecycle import TERMINAL
 from actors.snapshot_scheduler import SnapshotScheduler
 from actors.snapshots import SnapshotProvider, SnapshotRecord, choose_provider, provider_named
 from harbor.store import models as m
@@ -121,7 +122,9 @@ class SnapshotService:
             label=label or trigger, description=description, trigger=trigger, created_at=now,
             size_bytes=record.size_bytes, parent_id=record.parent))
         actor = self.harbor.sessions.supervisor.find(session_id)
-        if actor is not None and not actor.buffer.closed:
+        # The terminal status is always the last event of a stream: a snapshot taken after the agent
+        # ended (trigger "final") is recorded for the timeline but not announced on the stream.
+        if actor is not None and not actor.buffer.closed and actor.status not in TERMINAL:
             try:
                 await actor.buffer.append(EventKind.SNAPSHOT, {
                     "snapshotId": record.id, "label": label or trigger, "provider": record.provider,
