@@ -271,6 +271,9 @@ class SessionActor:
             await self._finish(self._ending or Status.CANCELLED, self._end_reason)
             return
         self.workspace = workspace.path
+        # Written while the agent starts; waited for before it is announced running (below), so whoever
+        # hears "running" finds the workspace recorded (the file and diff views read it from the row).
+        await self._record({**workspace.fields, "workspace_path": str(workspace.path)}, wait=False)
         launch = self.plan.command(workspace.path)
         env = {**(self.plan.base_env if self.plan.base_env is not None else os.environ), **launch.env}
         try:
@@ -280,11 +283,10 @@ class SessionActor:
             await self._finish(Status.FAILED, f"cannot start the agent: {exc}")
             return
         await self._prepare_input(launch)
-        # One write: the process (recovery finds it by pid, and by marker if the daemon dies first)
-        # and the status.
+        await self._write_pending()
+        # The process (recovery finds it by pid, and by marker if the daemon dies first) and the status.
         await self._move(Status.RUNNING, fields={
-            **workspace.fields, "workspace_path": str(workspace.path), "pid": self.process.pid,
-            "proc_create_time": self.process.create_time, "started_at": time.time()})
+            "pid": self.process.pid, "proc_create_time": self.process.create_time, "started_at": time.time()})
         await self._after_start(workspace)
         self._set_clock(running=True)
         exit_info = await self._supervise_process(nursery)
