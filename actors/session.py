@@ -6,6 +6,9 @@ published as a ``status`` event. Inside, a nursery runs the mailbox, the stdout/
 timeout clock beside the wait for the agent's exit. However the actor ends (exit, exception,
 cancellation, daemon shutdown) a shielded ``finally`` kills the whole process group and records
 the end: no process outlives its actor.
+
+Its commands, ports and plan live in :mod:`actors.session_plan` (re-exported here); its record is
+written through :mod:`actors.records`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,32 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from actors.events import Draft, EventBuffer, EventKind
 from actors.lifecycle import ACTIVE, SIGNALLABLE, TERMINAL, IllegalTransition, Status, transition
 from actors.process import AgentProcess, ExitInfo, PauseFailed, ProcessStats, iter_lines
+from actors.records import RecordQueue
+from actors.session_plan import (
+    Command,
+    InputUnavailable,
+    Kill,
+    Launch,
+    OutputAdapter,
+    Pause,
+    Prompt,
+    ProvisionedWorkspace,
+    Resume,
+    SessionFinished,
+    SessionPlan,
+    SessionRecorder,
+    Stop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,134 +57,6 @@ STDERR_TAIL = 20
 #: After the agent exits, how long its pipes may stay open (held by a surviving grandchild) before
 #: the pumps are abandoned: the exit is what matters, trailing output is best effort.
 DRAIN_TIMEOUT = 1.0
-
-
-# -- commands --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Pause:
-    """SIGSTOP the group; reply once every member is stopped."""
-
-
-@dataclass(frozen=True)
-class Resume:
-    """SIGCONT the group."""
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Graceful stop (TERM, CONT, KILL after the grace period); replies at once, ends ``stopped``."""
-
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Kill:
-    """Delete: SIGKILL at once; replies once the actor has ended (``cancelled``)."""
-
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """Write a prompt to the agent's input (``data``: already encoded for the agent); ``text`` is then
-    logged as the user's line."""
-
-    data: bytes
-    text: str
-
-
-Command = Pause | Resume | Stop | Kill | Prompt
-
-
-class InputUnavailable(Exception):
-    """The agent does not read prompts now (its stdin is closed: it never reads one, or its turn ended)."""
-
-
-class SessionFinished(Exception):
-    """The session has ended; it takes no more commands (the API answers 409, or 410 for prompts)."""
-
-    def __init__(self, status: Status) -> None:
-        super().__init__(f"the session has ended ({status})")
-        self.status = status
-
-
-# -- ports -----------------------------------------------------------------------------------
-
-class SessionRecorder(Protocol):
-    """Where the actor records its session's durable fields (the daemon's journal)."""
-
-    async def update_session(self, session_id: str, fields: Mapping[str, Any]) -> None:
-        """Write ``fields`` (status, timestamps, pid, exit code, error, …) of the session."""
-
-
-class OutputAdapter(Protocol):
-    """Turns the agent's output lines into event drafts (``harbor.agents`` provides them)."""
-
-    def stdout_line(self, line: bytes) -> list[Draft]: ...
-    def stderr_line(self, line: bytes) -> list[Draft]: ...
-    def finish(self) -> list[Draft]: ...
-
-    @property
-    def idle(self) -> bool:
-        """The agent finished its work and only waits on stdin (then the actor closes stdin)."""
-        ...
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How to start the agent: its argv, extra environment, and what happens on its stdin.
-
-    Attributes:
-        stdin_data: written to stdin right after the start (e.g. Claude Code's first message).
-        keep_stdin_open: ``False`` closes stdin at once (agents that read it to the end first).
-    """
-
-    argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=dict)
-    stdin_data: bytes = b""
-    keep_stdin_open: bool = True
-
-
-@dataclass(frozen=True)
-class ProvisionedWorkspace:
-    """A workspace ready for the agent.
-
-    Attributes:
-        path: where the agent runs.
-        fields: recorded on the session (base commit...).
-        after_start: bookkeeping awaited once the agent runs rather than before (it need not delay the
-            start); an error in it is logged, it does not fail the session.
-    """
-
-    path: Path
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    after_start: Callable[[], Awaitable[None]] | None = None
-
-
-@dataclass
-class SessionPlan:
-    """Everything the actor needs, decided by the service before the session starts.
-
-    Attributes:
-        provision: prepares the workspace (may raise: the session fails with the message).
-        command: builds the agent's :class:`Launch`, given the workspace.
-        adapter: parses the agent's output.
-        timeout: seconds of running time allowed (paused time does not count); ``None`` = none.
-        stop_grace: seconds between SIGTERM and SIGKILL on stop.
-        on_boundary: called (not awaited) after a ``tool_result``/``file_edit`` event: the snapshot trigger.
-        on_pause/on_resume: called when the group stops/continues (the snapshot schedule pauses too).
-    """
-
-    provision: Callable[[], Awaitable[ProvisionedWorkspace]]
-    command: Callable[[Path], Launch]
-    adapter: OutputAdapter
-    timeout: float | None = None
-    stop_grace: float = 5.0
-    on_boundary: Callable[[str], None] | None = None
-    on_pause: Callable[[], None] | None = None
-    on_resume: Callable[[], None] | None = None
-    base_env: Mapping[str, str] | None = None
 
 
 _BOUNDARY_KINDS = frozenset({EventKind.TOOL_RESULT, EventKind.FILE_EDIT})
@@ -201,14 +92,10 @@ class SessionActor:
         self._input_closed = False
         self._nursery: trio.Nursery | None = None
         self._moving = trio.Lock()  # one status move at a time (see _move)
-        #: Every field this actor has recorded of its session, written or still on its way (see _record):
-        #: what a view of the session overlays on the stored row.
-        self.record: dict[str, Any] = {}
-        # Records not yet written, in order (see _record), and who writes them.
-        self._records: deque[dict[str, Any]] = deque()
-        self._records_added = trio.Event()
-        self._recording = trio.Lock()
-        self._record_writer = False
+        self._records = RecordQueue(session_id, recorder)
+        #: Every field this actor has recorded of its session, written or still on its way: what a view
+        #: of the session overlays on the stored row.
+        self.record: dict[str, Any] = self._records.fields
         self._stopped_all: trio.Event | None = None  # set once a stop has killed and swept everything
 
     # -- asking ----------------------------------------------------------------------------------
@@ -241,7 +128,7 @@ class SessionActor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._serve_mailbox)
-                nursery.start_soon(self._write_records)
+                nursery.start_soon(self._records.run)
                 await self._live(nursery)
                 nursery.cancel_scope.cancel()
         except Exception as exc:
@@ -273,7 +160,7 @@ class SessionActor:
         self.workspace = workspace.path
         # Written while the agent starts; waited for before it is announced running (below), so whoever
         # hears "running" finds the workspace recorded (the file and diff views read it from the row).
-        await self._record({**workspace.fields, "workspace_path": str(workspace.path)}, wait=False)
+        await self._records.add({**workspace.fields, "workspace_path": str(workspace.path)}, wait=False)
         launch = self.plan.command(workspace.path)
         env = {**(self.plan.base_env if self.plan.base_env is not None else os.environ), **launch.env}
         try:
@@ -283,7 +170,7 @@ class SessionActor:
             await self._finish(Status.FAILED, f"cannot start the agent: {exc}")
             return
         await self._prepare_input(launch)
-        await self._write_pending()
+        await self._records.flush()
         # The process (recovery finds it by pid, and by marker if the daemon dies first) and the status.
         await self._move(Status.RUNNING, fields={
             "pid": self.process.pid, "proc_create_time": self.process.create_time, "started_at": time.time()})
@@ -521,38 +408,10 @@ class SessionActor:
             if reason:
                 data["reason"] = reason
             await self.buffer.append(EventKind.STATUS, data)
-            await self._record({"status": str(target), "updated_at": time.time(), **(fields or {})},
-                               wait=target in TERMINAL)
-
-    async def _record(self, fields: dict[str, Any], *, wait: bool) -> None:
-        """Write ``fields`` of the session: in the background (in order, by :meth:`_write_records`), or
-        now, after every earlier record, when ``wait``.
-
-        Only the end must be durable before the actor goes on (it is the last thing it does); the
-        statuses on the way are for readers, who have the live status from the actor meanwhile. Not
-        waiting for them takes a journal round trip off every start, pause and resume.
-        """
-        self.record.update(fields)
-        self._records.append(fields)
-        if self._record_writer and not wait:
-            self._records_added.set()
-            return
-        await self._write_pending()
-
-    async def _write_records(self) -> None:
-        self._record_writer = True
-        try:
-            while True:
-                await self._records_added.wait()
-                self._records_added = trio.Event()
-                await self._write_pending()
-        finally:
-            self._record_writer = False
-
-    async def _write_pending(self) -> None:
-        async with self._recording:  # FIFO: records are written once each, in the order they came
-            while self._records:
-                await self.recorder.update_session(self.id, self._records.popleft())
+            # Only the end must be durable before the actor goes on; the statuses on the way are
+            # written behind (readers have the live status from the actor meanwhile).
+            await self._records.add({"status": str(target), "updated_at": time.time(), **(fields or {})},
+                                    wait=target in TERMINAL)
 
     async def _finish(self, status: Status, reason: str | None) -> None:
         if self.status in TERMINAL:
@@ -626,6 +485,7 @@ __all__ = [
     "InputUnavailable",
     "Kill",
     "Launch",
+    "OutputAdapter",
     "Pause",
     "Prompt",
     "ProvisionedWorkspace",
