@@ -9,6 +9,8 @@ import pytest
 
 from tests.harness import DaemonProcess
 
+pytest_plugins = ["tests.browser_fixtures"]
+
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:

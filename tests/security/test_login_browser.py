@@ -3,7 +3,6 @@ EventSource that works on the cookie alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +13,8 @@ from tests.security.conftest import API, create_key
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
-
-
-def test_sign_in_then_follow_a_session_on_the_cookie_alone(tmp_path: Path, browser_page: Any) -> None:
+def test_sign_in_then_follow_a_session_on_the_cookie_alone(tmp_path: Path, page: Any) -> None:
+    browser_page = page
     data = tmp_path / "data"
     admin = create_key(data, "admin")
     daemon = DaemonProcess(data, "--auth", "required").start()

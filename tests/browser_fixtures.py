@@ -1,4 +1,6 @@
-"""Headless Chromium for the browser tests, through Playwright's sync API.
+"""Headless Chromium for the browser tests, through Playwright's sync API (a pytest plugin loaded
+by ``tests/conftest.py``, so every folder's browser tests share one Playwright: two sync Playwrights
+alive at once refuse to run).
 
 Fixtures: ``browser`` (one Chromium for the test session, with a fresh throw-away profile), and per
 test a fresh ``context`` (no cookies or storage carried over between tests) and a ``page`` in it.
