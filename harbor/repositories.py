@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 import ulid
@@ -16,6 +17,17 @@ def repository_name(url: str) -> str:
     tail = url.rstrip("/").removesuffix(".git").replace(":", "/")
     parts = [p for p in tail.split("/") if p]
     return "/".join(parts[-2:]) if len(parts) >= 2 else (parts[-1] if parts else url)
+
+
+def local_path_problem(url: str) -> str | None:
+    """Why ``url`` cannot be used, when it names a local path (not ``scheme://`` nor ``git@host:``)."""
+    if "://" in url or url.startswith("git@"):
+        return None
+    try:
+        exists = Path(url).expanduser().is_dir()
+    except (OSError, RuntimeError) as exc:  # a name too long, a path through a file, a loop of links
+        return f"not a usable directory: {exc.strerror if isinstance(exc, OSError) else exc}"
+    return None if exists else f"no such directory: {url}"
 
 
 def repository_id(url: str, tenant: str | None) -> str:

@@ -46,6 +46,7 @@ from actors.workspace import RepoRequest, Workspace, provision
 from harbor.agents.catalog import AgentContext, AgentUnavailable, InvalidAgentSettings, UnknownAgent
 from harbor.api.problems import Problem, conflict, invalid, not_found
 from harbor.api.schemas import CreateTaskRequest, SessionQuery
+from harbor.repositories import local_path_problem
 from harbor.store import models as m
 from harbor.workspace_lifecycle import discard_mounts, record_branch_base
 from supervisors.sessions import SessionNotFound, SessionSupervisor
@@ -140,10 +141,8 @@ class SessionService:
         if repo.mode == "upload":
             raise Problem(422, "repo.mode 'upload' is not supported by this daemon: use 'git' or 'none'",
                           errors={"repo.mode": ["upload is not supported"]}, kind="unsupported")
-        if repo.mode == "git" and repo.url and "://" not in repo.url and not repo.url.startswith("git@"):
-            path = Path(repo.url).expanduser()
-            if not path.is_dir():
-                raise invalid({"repo.url": [f"no such directory: {repo.url}"]})
+        if repo.mode == "git" and repo.url and (problem := local_path_problem(repo.url)):
+            raise invalid({"repo.url": [problem]})
 
     async def create_task(self, body: CreateTaskRequest, *, idempotency_key: str | None,
                           tenant_id: str | None = None) -> dict[str, Any]:

@@ -9,9 +9,11 @@ from quart import Blueprint
 
 from harbor.api.catalog import inventory
 from harbor.api.deps import tenant
+from harbor.api.problems import invalid
 from harbor.api.routing import endpoint
 from harbor.api.schemas import Page, PageQuery
 from harbor.inventory import MAX_REPO_FILES, repository_view
+from harbor.repositories import local_path_problem
 
 bp = Blueprint("repositories", __name__, url_prefix="/api/v1")
 
@@ -102,7 +104,10 @@ async def list_repositories(query: PageQuery) -> Any:
 @endpoint(bp, "POST", "/repositories", summary="Register a repository", role="operator", body=RegisterRepository,
           status=201, responses={201: RepositoryDoc, 200: RepositoryDoc})
 async def register_repository(body: RegisterRepository) -> Any:
-    doc, created = await inventory().register(body.url.strip(), body.branch, body.name, body.projectId, tenant())
+    url = body.url.strip()
+    if problem := local_path_problem(url):
+        raise invalid({"url": [problem]})
+    doc, created = await inventory().register(url, body.branch, body.name, body.projectId, tenant())
     return doc, 201 if created else 200
 
 

@@ -182,3 +182,20 @@ def test_every_route_is_in_the_openapi_document(daemon: DaemonProcess) -> None:
     for path, methods in expected.items():
         assert path in paths, path
         assert set(methods) <= set(paths[path]), path
+
+
+def test_registering_a_local_path_that_does_not_exist_is_a_400(daemon: DaemonProcess, tmp_path: Path) -> None:
+    with daemon.client() as c:
+        r = c.post("/api/v1/repositories", json={"url": str(tmp_path / "nowhere")})
+    assert r.status_code == 400
+    assert "url" in r.json()["errors"]
+
+
+def test_an_impossible_local_path_is_a_400_not_a_500(daemon: DaemonProcess) -> None:
+    # Regression (found by schemathesis): a path component over NAME_MAX made is_dir() raise.
+    with daemon.client() as c:
+        for path, body in (("/api/v1/repositories", {"url": "0" * 3000}),
+                           ("/api/v1/tasks", {"prompt": "x", "agent": {"type": "scenario"},
+                                              "repo": {"mode": "git", "url": "0" * 3000}})):
+            r = c.post(path, json=body)
+            assert r.status_code == 400, r.text
