@@ -46,7 +46,8 @@ class DaemonProcess:
         return self
 
     def _read_url(self, timeout: float) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = b""
         fd = self.proc.stdout.fileno()

@@ -18,16 +18,20 @@ from tests.harness import DaemonProcess
 def test_core_endpoints_answer(daemon: DaemonProcess) -> None:
     with daemon.client() as c:
         health = c.get("/api/v1/healthz")
-        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
         ready = c.get("/api/v1/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["database"] == "ok"
         version = c.get("/api/v1/version").json()
-        assert version["version"] and version["api"] == "v1"
+        assert version["version"]
+        assert version["api"] == "v1"
         assert health.headers["X-Request-ID"]
         echoed = c.get("/api/v1/healthz", headers={"X-Request-ID": "trace-123"})
         assert echoed.headers["X-Request-ID"] == "trace-123"
         docs = c.get("/api/docs")
-        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
         assert c.get("/api/docs/static/swagger-ui-bundle.js").status_code == 200
 
 
@@ -55,9 +59,12 @@ def test_errors_are_problem_json(daemon: DaemonProcess, method: str, path: str, 
     assert r.status_code == status, r.text
     assert r.headers["Content-Type"].startswith("application/problem+json")
     doc = r.json()
-    assert doc["status"] == status and doc["title"] and doc["type"].startswith("https://")
+    assert doc["status"] == status
+    assert doc["title"]
+    assert doc["type"].startswith("https://")
     if field is not None:
-        assert isinstance(doc["errors"], dict) and field in doc["errors"], doc
+        assert isinstance(doc["errors"], dict), doc
+        assert field in doc["errors"], doc
     if status == 405:
         assert "GET" in r.headers["Allow"]
 
@@ -70,7 +77,8 @@ def test_openapi_document_is_valid_and_lists_every_route(daemon: DaemonProcess) 
     for expected in ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/version", "/api/v1/tasks",
                      "/api/v1/sessions", "/api/v1/sessions/{session_id}", "/api/v1/sessions/{session_id}/events"):
         assert expected in paths, expected
-    assert "post" in paths["/api/v1/tasks"] and "delete" in paths["/api/v1/sessions/{session_id}"]
+    assert "post" in paths["/api/v1/tasks"]
+    assert "delete" in paths["/api/v1/sessions/{session_id}"]
 
 
 def test_openapi_matches_the_served_routes() -> None:
@@ -161,7 +169,8 @@ def test_port_in_use_is_a_clear_error(daemon: DaemonProcess, tmp_path: Path) -> 
     r = subprocess.run([sys.executable, "-m", "harbor.cli", "agent", "access-point", "--port", port,
                         "--data-dir", str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
-    assert "already in use" in r.stderr and "Traceback" not in r.stderr
+    assert "already in use" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_non_loopback_bind_without_auth_is_refused(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ def test_empty_database_migrates_to_head_and_rerun_is_a_no_op(tmp_path: Path) ->
     assert first == [p.stem for p in sorted(MIGRATIONS_DIR.glob("[0-9]*.py"))]
     assert migrate(db) == []
     status = schema_status(db)
-    assert status.pending == [] and status.current == status.head
+    assert status.pending == []
+    assert status.current == status.head
 
 
 def test_database_at_an_older_version_upgrades(tmp_path: Path) -> None:
@@ -37,9 +38,11 @@ def test_database_at_an_older_version_upgrades(tmp_path: Path) -> None:
     assert "api_key" not in _columns(path)
     db.execute_sql("INSERT INTO task (id, request, created_at) VALUES ('T1', '{}', 1.0)")
     applied = migrate(db)
-    assert applied and applied[0] == "0002_keys_and_audit"
+    assert applied
+    assert applied[0] == "0002_keys_and_audit"
     columns = _columns(path)
-    assert "api_key" in columns and "audit_entry" in columns
+    assert "api_key" in columns
+    assert "audit_entry" in columns
     assert db.execute_sql("SELECT id FROM task").fetchall() == [("T1",)]  # data survives the upgrade
 
 
@@ -65,8 +68,10 @@ def test_ah_db_migrate_and_status_commands(tmp_path: Path) -> None:
                               capture_output=True, text=True, cwd=REPO, timeout=60)
 
     before = ah("status")
-    assert before.returncode == 1 and "pending:  0001_initial" in before.stdout
+    assert before.returncode == 1
+    assert "pending:  0001_initial" in before.stdout
     assert "applied: 0001_initial" in ah("migrate").stdout
     assert ah("migrate").stdout.strip() == "up to date"
     after = ah("status")
-    assert after.returncode == 0 and "pending:  none" in after.stdout
+    assert after.returncode == 0
+    assert "pending:  none" in after.stdout
