@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from quart import Blueprint
 
 from harbor.api.deps import harbor
 from harbor.api.routing import endpoint
+from harbor.api.schemas import LOOSE, Items
 from harbor.inventory import Inventory
 
 bp = Blueprint("catalog", __name__, url_prefix="/api/v1")
 
-_LOOSE = ConfigDict(extra="allow")
 
 
 def inventory() -> Inventory:
@@ -25,31 +25,23 @@ def inventory() -> Inventory:
 
 
 class AgentDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     type: str
     versions: list[str]
     settingsSchemaRef: str
     available: bool
 
 
-class AgentList(BaseModel):
-    model_config = _LOOSE
-    items: list[AgentDoc]
-
 
 class RuntimeDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     type: str
     sandboxProfiles: list[str]
 
 
-class RuntimeList(BaseModel):
-    model_config = _LOOSE
-    items: list[RuntimeDoc]
-
 
 class ExecutorDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     id: str
     os: str
     arch: str
@@ -59,12 +51,8 @@ class ExecutorDoc(BaseModel):
     runningTasks: int
 
 
-class ExecutorList(BaseModel):
-    model_config = _LOOSE
-    items: list[ExecutorDoc]
 
-
-@endpoint(bp, "GET", "/agents", summary="Agent types this daemon runs", responses={200: AgentList})
+@endpoint(bp, "GET", "/agents", summary="Agent types this daemon runs", responses={200: Items[AgentDoc]})
 async def agents() -> Any:
     return inventory().agents()
 
@@ -75,11 +63,11 @@ async def agent_schema(agent_type: str) -> Any:
     return inventory().agent_schema(agent_type)
 
 
-@endpoint(bp, "GET", "/runtimes", summary="Runtimes sessions can run in", responses={200: RuntimeList})
+@endpoint(bp, "GET", "/runtimes", summary="Runtimes sessions can run in", responses={200: Items[RuntimeDoc]})
 async def runtimes() -> Any:
     return inventory().runtimes()
 
 
-@endpoint(bp, "GET", "/executors", summary="Executors (this host)", responses={200: ExecutorList})
+@endpoint(bp, "GET", "/executors", summary="Executors (this host)", responses={200: Items[ExecutorDoc]})
 async def executors() -> Any:
     return await inventory().executors()

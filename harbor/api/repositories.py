@@ -11,13 +11,12 @@ from harbor.api.catalog import inventory
 from harbor.api.deps import tenant
 from harbor.api.problems import invalid
 from harbor.api.routing import endpoint
-from harbor.api.schemas import Page, PageQuery
+from harbor.api.schemas import LOOSE, Items, Page, PageQuery
 from harbor.inventory import MAX_REPO_FILES, repository_view
 from harbor.repositories import local_path_problem
 
 bp = Blueprint("repositories", __name__, url_prefix="/api/v1")
 
-_LOOSE = ConfigDict(extra="allow")
 
 
 class ReposQuery(PageQuery):
@@ -46,7 +45,7 @@ class RegisterRepository(BaseModel):
 
 
 class RepositoryDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     id: str
     name: str
     branch: str | None
@@ -55,7 +54,7 @@ class RepositoryDoc(BaseModel):
 
 
 class BranchDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     name: str
     is_default: bool
     isDefault: bool
@@ -63,7 +62,7 @@ class BranchDoc(BaseModel):
 
 
 class Branches(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     repositoryId: str
     branches: list[BranchDoc]
 
@@ -74,18 +73,14 @@ class RepoFile(BaseModel):
 
 
 class RepositoryFiles(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     repositoryId: str
     files: list[RepoFile]
 
 
-class ItemList(BaseModel):
-    model_config = _LOOSE
-    items: list[dict[str, Any]]
-
 
 class WorkspaceDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     id: str
     status: str
     executorId: str
@@ -135,7 +130,8 @@ async def list_repos(query: ReposQuery) -> Any:
     return await inventory().repositories(tenant() or query.tenantId, query.page, query.perPage, query.projectId)
 
 
-@endpoint(bp, "GET", "/projects", summary="Projects sessions and repositories belong to", responses={200: ItemList})
+@endpoint(bp, "GET", "/projects", summary="Projects sessions and repositories belong to",
+          responses={200: Items[dict[str, Any]]})
 async def list_projects() -> Any:
     return await inventory().projects(tenant())
 

@@ -7,11 +7,22 @@ keys are kept, camelCase and snake_case aliases both work. Responses are documen
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OPEN = ConfigDict(extra="allow", populate_by_name=True)
+#: Response documents: clients may receive more fields than a model documents.
+LOOSE = ConfigDict(extra="allow")
+
+T = TypeVar("T")
+
+
+class Items(BaseModel, Generic[T]):
+    """The ``{"items": [...]}`` envelope of the catalogue-style lists."""
+
+    model_config = LOOSE
+    items: list[T]
 
 
 class ContentBlock(BaseModel):

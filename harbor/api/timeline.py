@@ -9,13 +9,13 @@ from quart import Blueprint
 
 from harbor.api.deps import harbor
 from harbor.api.routing import endpoint
+from harbor.api.schemas import LOOSE, Items
 from harbor.api.sessions import visible_row
 from harbor.timeline import TimelineService
 
 bp = Blueprint("timeline", __name__, url_prefix="/api/v1")
 
 _BODY = ConfigDict(extra="allow", populate_by_name=True)
-_LOOSE = ConfigDict(extra="allow")
 _TIME = "ISO-8601 time, unix seconds, or seconds since the session was created (numbers below 1e9)"
 
 
@@ -67,7 +67,7 @@ class SnapshotInner(BaseModel):
 
 
 class SnapshotDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     id: str
     ts: str
     label: str | None
@@ -75,13 +75,9 @@ class SnapshotDoc(BaseModel):
     snapshot: SnapshotInner
 
 
-class SnapshotList(BaseModel):
-    model_config = _LOOSE
-    items: list[SnapshotDoc]
-
 
 class MomentDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     id: str
     ts: str
     label: str
@@ -89,7 +85,7 @@ class MomentDoc(BaseModel):
 
 
 class TimelineDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     sessionId: str
     durationSec: float
     currentTime: float
@@ -98,7 +94,7 @@ class TimelineDoc(BaseModel):
 
 
 class SeekDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     seekTime: str
     fsSnapshotId: str
     mountPath: str
@@ -106,7 +102,7 @@ class SeekDoc(BaseModel):
 
 
 class BranchCreated(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     id: str
     status: str
     parentSessionId: str
@@ -121,7 +117,7 @@ async def timeline(session_id: str) -> Any:
 
 
 @endpoint(bp, "GET", "/sessions/<session_id>/fs-snapshots", summary="The session's snapshots, oldest first",
-          responses={200: SnapshotList})
+          responses={200: Items[SnapshotDoc]})
 async def list_snapshots(session_id: str) -> Any:
     return await service().list_snapshots(await visible_row(session_id))
 

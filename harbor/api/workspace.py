@@ -15,13 +15,13 @@ from quart.blueprints import BlueprintSetupState
 
 from harbor.api.deps import harbor
 from harbor.api.routing import endpoint
+from harbor.api.schemas import LOOSE
 from harbor.api.sessions import visible_row
 from harbor.workspace_views import WorkspaceViews
 
 bp = Blueprint("workspace", __name__, url_prefix="/api/v1")
 
 _QUERY = ConfigDict(populate_by_name=True, extra="ignore")
-_LOOSE = ConfigDict(extra="allow")
 
 
 def views() -> WorkspaceViews:
@@ -80,7 +80,7 @@ class SearchQuery(BaseModel):
 
 
 class ChangedFile(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     path: str
     status: str
     lines_added: int
@@ -91,13 +91,13 @@ class ChangedFile(BaseModel):
 
 
 class ChangedFiles(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     items: list[ChangedFile]
     total: int
 
 
 class FileContent(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     path: str
     content: str
     encoding: str
@@ -115,7 +115,7 @@ class HunkDoc(BaseModel):
 
 
 class FileDiffDoc(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     path: str
     status: str
     diff: str
@@ -128,14 +128,14 @@ class FileDiffDoc(BaseModel):
 
 
 class MultiDiff(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     files: list[FileDiffDoc]
     total_lines_added: int
     total_lines_removed: int
 
 
 class TreeNode(BaseModel):
-    model_config = _LOOSE
+    model_config = LOOSE
     path: str
     type: str
     size_bytes: int | None
