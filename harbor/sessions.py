@@ -42,6 +42,7 @@ from actors.session import (
     Stop,
     describe,
 )
+from actors.snapshots import discard
 from actors.workspace import RepoRequest, Workspace, provision
 from harbor.agents.catalog import AgentContext, AgentUnavailable, InvalidAgentSettings, UnknownAgent
 from harbor.api.problems import Problem, conflict, invalid, not_found
@@ -386,6 +387,9 @@ class SessionService:
         snapshots = await self.journal.read(lambda: [s.id for s in m.Snapshot.select(m.Snapshot.id).where(
             m.Snapshot.session_id == session_id)])
         await discard_mounts(self.settings.data_dir, snapshots)
+        # The snapshot store (private repository, copies) goes with the session; refs a snapshot left
+        # in a cached clone's repository are only names, pruned with it.
+        await discard(self.harbor.snapshots.store_root(session_id))
 
         def erase() -> None:
             for model in (m.Event, m.Snapshot, m.Moment, m.Workspace):

@@ -224,9 +224,12 @@ def test_deleting_a_session_removes_its_read_only_views(daemon: DaemonProcess) -
         feed.wait("changes", sid)  # the final snapshot exists
         mount = Path(c.post(f"/api/v1/sessions/{sid}/seek", json={}).json()["mountPath"])
         assert tree_of(mount) == {"f.txt": b"gone\n"}
+        store = daemon.data_dir / "snapshots" / sid
+        assert store.is_dir()
         assert c.delete(f"/api/v1/sessions/{sid}").status_code == 204
         assert c.get(f"/api/v1/sessions/{sid}/timeline").status_code == 404
     assert not mount.exists()
+    assert not store.exists()  # the snapshot store goes with the session
 
 
 def test_branch_errors(daemon: DaemonProcess, two_snapshots: dict) -> None:
