@@ -381,22 +381,26 @@ class SessionService:
                 pass
             with trio.move_on_after(10):
                 await actor.ended.wait()
-        await self.harbor.snapshots.forget(session_id)
-        if row.workspace_path:
-            await self.harbor.remove_workspace(session_id, Path(row.workspace_path))
-        snapshots = await self.journal.read(lambda: [s.id for s in m.Snapshot.select(m.Snapshot.id).where(
-            m.Snapshot.session_id == session_id)])
-        await discard_mounts(self.settings.data_dir, snapshots)
-        # The snapshot store (private repository, copies) goes with the session; refs a snapshot left
-        # in a cached clone's repository are only names, pruned with it.
-        await discard(self.harbor.snapshots.store_root(session_id))
+        snapshots = self.harbor.snapshots
+        async with snapshots.retired(session_id):  # no snapshot job runs on it from here on
+            if row.workspace_path:
+                await self.harbor.remove_workspace(session_id, Path(row.workspace_path))
+            ids = await self.journal.read(lambda: [s.id for s in m.Snapshot.select(m.Snapshot.id).where(
+                m.Snapshot.session_id == session_id)])
+            await discard_mounts(self.settings.data_dir, ids)
+            # The snapshot store (private repository, copies) goes with the session; refs a snapshot
+            # left in a cached clone's repository are only names, pruned with it.
+            try:
+                await discard(snapshots.store_root(session_id))
+            except OSError as exc:  # the session is deleted all the same; the files are only space
+                log.warning("could not remove the snapshot store of session %s: %s", session_id, exc)
 
-        def erase() -> None:
-            for model in (m.Event, m.Snapshot, m.Moment, m.Workspace):
-                model.delete().where(model.session_id == session_id).execute()
-            m.Session.delete().where(m.Session.id == session_id).execute()
+            def erase() -> None:
+                for model in (m.Event, m.Snapshot, m.Moment, m.Workspace):
+                    model.delete().where(model.session_id == session_id).execute()
+                m.Session.delete().where(m.Session.id == session_id).execute()
 
-        await self.journal.write(erase)
+            await self.journal.write(erase)
 
     # -- recovery ----------------------------------------------------------------------------------
 

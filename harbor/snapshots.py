@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from harbor.core import Harbor
 
 log = logging.getLogger(__name__)
+
+#: How long deleting a session waits for a snapshot job already running on it.
+RETIRE_TIMEOUT = 30.0
 
 
 def record_of(row: m.Snapshot) -> SnapshotRecord:
@@ -62,6 +67,7 @@ class SnapshotService:
         self.harbor = harbor
         self.scheduler = SnapshotScheduler(harbor.settings.max_concurrent_snapshots)
         self._schedules: dict[str, SessionSchedule] = {}
+        self._retired: set[str] = set()  # sessions being deleted
         self._store = harbor.settings.snapshots_path
         self._nursery: trio.Nursery | None = None
 
@@ -95,13 +101,30 @@ class SnapshotService:
         self.scheduler.forget(session_id)
         self._schedules.pop(session_id, None)
 
+    @asynccontextmanager
+    async def retired(self, session_id: str) -> AsyncIterator[None]:
+        """While a session is being deleted: no new snapshot job starts for it, and the body runs only
+        once a job already running has finished (at most :data:`RETIRE_TIMEOUT` seconds), so nothing
+        writes into a workspace or store that is being removed."""
+        self._retired.add(session_id)
+        try:
+            await self.forget(session_id)
+            with trio.move_on_after(RETIRE_TIMEOUT):
+                await self.scheduler.wait_idle(session_id)
+            yield
+        finally:
+            self._retired.discard(session_id)
+
     async def latest(self, session_id: str) -> m.Snapshot | None:
         return await self.harbor.journal.read(lambda: m.Snapshot.select().where(
             m.Snapshot.session_id == session_id).order_by(m.Snapshot.created_at.desc()).first())
 
     async def take(self, session_id: str, trigger: str, label: str | None = None,
                    description: str | None = None) -> m.Snapshot | None:
-        """Snapshot a session's workspace now, store it and announce it. ``None`` if no workspace."""
+        """Snapshot a session's workspace now, store it and announce it. ``None`` if no workspace (or
+        the session is being deleted)."""
+        if session_id in self._retired:
+            return None
         row = await self.harbor.sessions.get_row(session_id)
         if not row.workspace_path or not Path(row.workspace_path).is_dir():
             return None

@@ -47,10 +47,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> DaemonProcess:
     assert code == 0, proc.log()
 
 
+# One worker: with several, hypothesis parses lambda sources (ast.parse) on concurrent threads, which
+# CPython 3.11 answers now and then with "SystemError: AST constructor recursion depth mismatch" — a
+# failure of the tool, not of the daemon.
 def run_st(daemon: DaemonProcess, cwd: Path, checks: list[str], *filters: str) -> subprocess.CompletedProcess[str]:
     argv = [str(ST), "run", f"{daemon.url}/api/v1/openapi.json", "--checks", ",".join(checks),
             "--max-examples", "20", "--phases", "examples,coverage,fuzzing", "--seed", SEED,
-            "--workers", "2", "--request-timeout", "10", "--exclude-path", NEVER_ENDS, *filters]
+            "--workers", "1", "--request-timeout", "10", "--exclude-path", NEVER_ENDS, *filters]
     # cwd: schemathesis keeps its cache (.schemathesis/) in the working directory.
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "NO_COLOR": "1"})
