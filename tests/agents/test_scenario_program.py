@@ -215,14 +215,16 @@ async def test_sigterm_mid_command_fails_the_tool_and_exits_143(start_agent: Sta
 
 
 async def test_stopped_time_does_not_count(start_agent: StartAgent) -> None:
-    agent = await start_agent(*scenario_json({"timeline": [{"think": [[0, "a"], [800, "b"]]}]}))
+    # "b" is due 2 s of running time after "a"; the agent is stopped for 2.5 s. Without a pause-aware
+    # clock "b" would follow SIGCONT at once. With one it comes (2 s - the time that ran before the
+    # stop) later: the gap leaves room for a loaded machine's delay between "a" and SIGSTOP.
+    agent = await start_agent(*scenario_json({"timeline": [{"think": [[0, "a"], [2000, "b"]]}]}))
     await agent.wait_for(lambda e: e.get("thought") == "a")
     agent.proc.send_signal(signal.SIGSTOP)
-    await trio.sleep(1.2)  # the pause itself is the stimulus here, not a synchronisation
+    await trio.sleep(2.5)  # the pause itself is the stimulus here, not a synchronisation
     agent.proc.send_signal(signal.SIGCONT)
     continued = trio.current_time()
     await agent.wait_for(lambda e: e.get("thought") == "b")
-    # Without a pause-aware clock "b" (due 0.8 s after "a") would follow SIGCONT at once.
     assert trio.current_time() - continued > 0.3
     assert await agent.finish() == 0
 
