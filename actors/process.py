@@ -127,6 +127,11 @@ class AgentProcess:
         """The leader's exit status once reaped, else None."""
         return self._proc.returncode
 
+    @property
+    def stderr_tail(self) -> list[str]:
+        """The last stderr lines noted with :meth:`note_stderr`, oldest first."""
+        return list(self._stderr_tail)
+
     def note_stderr(self, line: str) -> None:
         """Remember ``line`` among the last 20 stderr lines reported in :class:`ExitInfo`."""
         self._stderr_tail.append(line)

@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MARKER_ENV = b"AH_SESSION_ID="
@@ -197,7 +196,3 @@ def snapshot(max_age: float = 0.0) -> ProcTable:
     process, plus one ``environ`` read per process never seen before); thread-safe.
     """
     return _SCANNER.snapshot(max_age)
-
-
-def pids(procs: Iterable[Proc]) -> list[int]:
-    return [p.pid for p in procs]

@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 #: commands means a client is hammering one session; they wait here instead of piling up tasks.
 MAILBOX_SIZE = 16
 
-#: Lines of the agent's stderr kept for the failure reason and the session record.
-STDERR_TAIL = 20
 
 #: After the agent exits, how long its pipes may stay open (held by a surviving grandchild) before
 #: the pumps are abandoned: the exit is what matters, trailing output is best effort.
@@ -83,7 +80,6 @@ class SessionActor:
         self._end_reason: str | None = None
         self._timed_out = False
         self._exit_info: ExitInfo | None = None
-        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         # The timeout counts running time only: a flag plus an event replaced on every change.
         self._clock_running = False
         self._clock_changed = trio.Event()
@@ -202,7 +198,7 @@ class SessionActor:
             pumps.cancel_scope.deadline = trio.current_time() + DRAIN_TIMEOUT
         # The exit usually wins the race against the stderr pump: the tail read at exit may miss the
         # agent's last words, which are exactly the ones that say why it failed. Take it once drained.
-        exit_info = replace(exit_info, stderr_tail=list(self._stderr_tail))
+        exit_info = replace(exit_info, stderr_tail=process.stderr_tail)
         drafts = self.plan.adapter.finish()
         if drafts:
             await self.buffer.append_many(drafts)
@@ -233,9 +229,7 @@ class SessionActor:
         boundary = self.plan.on_boundary
         async for line in iter_lines(stream):
             if is_stderr:
-                text = line.decode("utf-8", "replace")
-                process.note_stderr(text)
-                self._stderr_tail.append(text)
+                process.note_stderr(line.decode("utf-8", "replace"))
             drafts = parse(line)
             if not drafts:
                 continue
@@ -305,14 +299,14 @@ class SessionActor:
                 return await self._begin_stop(reason or "stop requested")
             case Kill(reason):
                 return await self._kill(reason or "deleted")
-            case Prompt(data, text):
+            case Prompt(text):
                 if self.status not in (Status.RUNNING, Status.RESUMING) or self.process is None:
                     raise IllegalTransition(self.status, Status.RUNNING)
                 if self._input_closed:
                     raise InputUnavailable("this agent is not reading prompts now (its input is closed)")
                 try:
                     with trio.fail_after(5):
-                        await self.process.write_input(data)
+                        await self.process.write_input(self.plan.encode_prompt(text))
                 except trio.BrokenResourceError:
                     raise InputUnavailable("the agent stopped reading its input") from None
                 # Appended before the next checkpoint, so before the output pumps can append the

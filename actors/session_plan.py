@@ -42,10 +42,9 @@ class Kill:
 
 @dataclass(frozen=True)
 class Prompt:
-    """Write a prompt to the agent's input (``data``: already encoded for the agent); ``text`` is then
-    logged as the user's line."""
+    """Write a prompt to the agent's input (encoded by :attr:`SessionPlan.encode_prompt`), then log it
+    as the user's line."""
 
-    data: bytes
     text: str
 
 
@@ -129,6 +128,7 @@ class SessionPlan:
         stop_grace: seconds between SIGTERM and SIGKILL on stop.
         on_boundary: called (not awaited) after a ``tool_result``/``file_edit`` event: the snapshot trigger.
         on_pause/on_resume: called when the group stops/continues (the snapshot schedule pauses too).
+        encode_prompt: how a prompt is written to the agent's stdin (default: the text and a newline).
     """
 
     provision: Callable[[], Awaitable[ProvisionedWorkspace]]
@@ -140,3 +140,4 @@ class SessionPlan:
     on_pause: Callable[[], None] | None = None
     on_resume: Callable[[], None] | None = None
     base_env: Mapping[str, str] | None = None
+    encode_prompt: Callable[[str], bytes] = lambda text: text.encode() + b"\n"

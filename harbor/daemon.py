@@ -14,7 +14,6 @@ import resource
 import signal
 import sys
 from dataclasses import dataclass, field
-from functools import partial
 
 import hypercorn.config
 import hypercorn.trio
@@ -160,13 +159,3 @@ class Daemon:
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 self.shutdown()
-
-
-async def run_daemon(settings: Settings, *, webui: bool = False,
-                     on_ready: partial[None] | None = None) -> None:
-    """Run a :class:`Daemon` in the current trio run until it is shut down."""
-    daemon = Daemon(settings, webui=webui)
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(daemon.run)
-        if on_ready is not None:
-            on_ready(binds)

@@ -170,7 +170,3 @@ class EventService:
         actor = self.harbor.sessions.supervisor.find(session_id)
         status = str(actor.status) if actor is not None else stored_status
         return {"type": "status", "sessionId": session_id, "status": status, "ts": iso_ts(time.time())}
-
-    @staticmethod
-    def is_terminal(status: str) -> bool:
-        return status in TERMINAL

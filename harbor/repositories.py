@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
-
-import ulid
 
 from harbor.store import models as m
 
@@ -48,12 +45,3 @@ class RepositoryIndex:
         if not updated:
             m.Repository.create(id=rid, tenant_id=tenant, project_id=project, url=url, name=repository_name(url),
                                 default_branch=branch, created_at=now, last_used_at=now)
-
-    @staticmethod
-    def new_id() -> str:
-        return str(ulid.ULID())
-
-    @staticmethod
-    def view(row: m.Repository) -> dict[str, Any]:
-        return {"id": row.id, "name": row.name, "branch": row.default_branch, "lastCommit": row.last_commit,
-                "url": row.url}

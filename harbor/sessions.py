@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -244,14 +243,14 @@ class SessionService:
         plan = SessionPlan(
             provision=provision_workspace, command=command, adapter=spec.adapter(session_id),
             timeout=row.get("timeout_seconds"), stop_grace=self.settings.stop_grace_seconds,
-            on_boundary=schedule.trigger, on_pause=schedule.pause, on_resume=schedule.resume)
+            on_boundary=schedule.trigger, on_pause=schedule.pause, on_resume=schedule.resume,
+            encode_prompt=spec.encode_prompt)
         buffer = EventBuffer(session_id, self.journal)
 
         def factory(admission: Any) -> SessionActor:
             return SessionActor(session_id, plan, buffer, self.recorder, admission=admission)
 
         actor = self.supervisor.start(factory)
-        actor.encode_prompt = spec.encode_prompt  # type: ignore[attr-defined]
         return actor
 
     async def _record_crash(self, session_id: str, error: BaseException) -> None:
@@ -356,9 +355,7 @@ class SessionService:
                           headers={"Retry-After": "1"}) from None
 
     async def prompt(self, session_id: str, text: str) -> dict[str, Any]:
-        actor = self.supervisor.find(session_id)
-        encode = getattr(actor, "encode_prompt", None) or (lambda t: t.encode() + b"\n")
-        await self.control(session_id, Prompt(encode(text), text))  # the actor logs it as a user line
+        await self.control(session_id, Prompt(text))  # the actor logs it as a user line
         return {"sessionId": session_id, "accepted": True, "ts": iso_ts(time.time())}
 
     async def pause(self, session_id: str) -> Any:
@@ -439,7 +436,3 @@ def page(items: list[Any], page_no: int, per_page: int, total: int) -> dict[str,
     return {"items": items, "pagination": {"page": page_no, "perPage": per_page, "total": total,
                                            "totalPages": pages},
             "total": total, "nextPage": page_no + 1 if page_no < pages else None}
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

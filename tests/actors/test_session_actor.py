@@ -206,7 +206,7 @@ async def test_pause_stops_every_member_and_resume_continues_them(tmp_path: Path
         members = await wait_members(h.actor.process.pid, 3, "yes")
         assert await h.actor.ask(Pause()) == Status.PAUSED
         assert {p.status() for p in members} == {psutil.STATUS_STOPPED}
-        for command in (Pause(), Prompt(b"x\n", "x")):  # already paused; a paused agent reads nothing
+        for command in (Pause(), Prompt("x")):  # already paused; a paused agent reads nothing
             with pytest.raises(IllegalTransition):
                 await h.actor.ask(command)
         assert await h.actor.ask(Resume()) == Status.RUNNING
@@ -239,7 +239,7 @@ async def test_pause_holds_a_shell_that_keeps_spawning_commands(tmp_path: Path) 
 async def test_a_prompt_reaches_the_agent_stdin(tmp_path: Path) -> None:
     async with running(plan(tmp_path, ["sh", "-c", 'read line; echo "got $line"'])) as h:
         await h.wait_status("running")
-        await h.actor.ask(Prompt(b"do it\n", "do it"))
+        await h.actor.ask(Prompt("do it"))
         await h.wait_status("completed")
     assert h.messages() == ["do it", "got do it"]  # the prompt, logged as the user's line, then the answer
     assert h.store.events[-3].data["role"] == "user"
@@ -265,7 +265,7 @@ async def test_stop_of_a_paused_agent_that_handles_sigterm_ends_stopped_at_once(
 async def test_finished_sessions_take_no_commands(tmp_path: Path) -> None:
     async with running(plan(tmp_path, ["true"])) as h:
         await h.wait_status("completed")
-    for command in (Pause(), Resume(), Stop(None), Kill(None), Prompt(b"x", "x")):
+    for command in (Pause(), Resume(), Stop(None), Kill(None), Prompt("x")):
         with pytest.raises(SessionFinished) as info:
             await h.actor.ask(command)
         assert info.value.status == Status.COMPLETED

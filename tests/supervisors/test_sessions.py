@@ -86,7 +86,7 @@ class Fleet:
         await self.recorder.wait_status(session_id, *statuses)
 
     async def release(self, session_id: str) -> None:
-        await self.supervisor.ask(session_id, Prompt(b"go\n", "go"))
+        await self.supervisor.ask(session_id, Prompt("go"))
 
 
 @asynccontextmanager
@@ -130,7 +130,7 @@ async def test_an_exception_inside_one_actor_fails_that_session_only(tmp_path: P
         assert bad.ended.is_set()
         assert f.supervisor.find("bad") is None
         with pytest.raises(SessionNotFound):
-            await f.supervisor.ask("bad", Prompt(b"x", "x"))
+            await f.supervisor.ask("bad", Prompt("x"))
 
 
 async def test_an_actor_that_raises_is_contained_recorded_and_leaves_no_process(tmp_path: Path) -> None:
