@@ -318,27 +318,45 @@ def verdict(met: bool) -> str:
     return "ok" if met else "MISSED"
 
 
-@pytest.mark.slow
-async def test_latency(daemon: DaemonProcess, baseline: str) -> None:
+LATENCY_ROUNDS = 3
+
+
+async def _daemon_latencies(daemon: DaemonProcess) -> list[float]:
     run = await run_agent(daemon, paced_printer(LATENCY_RATE, LATENCY_EVENTS, delay=1.0), READERS,
                           sink=LatencyProbe)
     assert run["session"]["status"] == "completed"
     ours = [x for s in run["sinks"] for x in s.latencies[LATENCY_WARMUP:]]
     assert len(ours) == READERS * (LATENCY_EVENTS - LATENCY_WARMUP)
+    return ours
+
+
+async def _baseline_latencies(baseline: str) -> list[float]:
     probes = [LatencyProbe() for _ in range(READERS)]
     async with trio.open_nursery() as nursery:
         for p in probes:
             nursery.start_soon(read_sse, baseline,
                                f"/broadcast?rate={LATENCY_RATE}&n={LATENCY_EVENTS}&readers={READERS}", p.feed)
-    base = [x for p in probes for x in p.latencies[LATENCY_WARMUP:]]
+    return [x for p in probes for x in p.latencies[LATENCY_WARMUP:]]
+
+
+@pytest.mark.slow
+async def test_latency(daemon: DaemonProcess, baseline: str) -> None:
     ms = 1000
-    print(f"\nlatency, agent write -> reader receipt, {LATENCY_RATE:,} events/s, {READERS} readers "
-          f"({len(ours):,} samples)")
-    print(f"  daemon   p50 {pct(ours, 0.5) * ms:6.2f} ms  p99 {pct(ours, 0.99) * ms:6.2f} ms  "
-          f"max {max(ours) * ms:6.2f} ms")
-    print(f"  baseline p50 {pct(base, 0.5) * ms:6.2f} ms  p99 {pct(base, 0.99) * ms:6.2f} ms  "
-          f"max {max(base) * ms:6.2f} ms  (bare SSE server, one paced source to all readers)")
-    print(f"target: p99 <= 10 ms: {verdict(pct(ours, 0.99) <= 0.010)}")
+    print(f"\nlatency, agent write -> reader receipt, {LATENCY_RATE:,} events/s, {READERS} readers, "
+          f"{LATENCY_ROUNDS} rounds alternating with the baseline (a bare SSE server, one paced source to "
+          f"all readers)")
+    p99s: list[float] = []
+    for round_ in range(1, LATENCY_ROUNDS + 1):
+        ours = await _daemon_latencies(daemon)
+        base = await _baseline_latencies(baseline)
+        p99s.append(pct(ours, 0.99))
+        print(f"  round {round_}: daemon p50 {pct(ours, 0.5) * ms:5.2f} ms  p99 {pct(ours, 0.99) * ms:5.2f} ms  "
+              f"max {max(ours) * ms:6.2f} ms | baseline p50 {pct(base, 0.5) * ms:5.2f} ms  "
+              f"p99 {pct(base, 0.99) * ms:5.2f} ms  max {max(base) * ms:6.2f} ms  "
+              f"(p99 ratio {pct(ours, 0.99) / pct(base, 0.99):.1f})")
+    worst, median = max(p99s), statistics.median(p99s)
+    print(f"target: p99 <= 10 ms: median of rounds {median * ms:.2f} ms, worst {worst * ms:.2f} ms: "
+          f"{verdict(worst <= 0.010)}")
 
 
 @pytest.mark.slow
