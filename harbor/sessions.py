@@ -402,29 +402,43 @@ class SessionService:
     # -- recovery ----------------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Mark sessions left active by a previous run ``failed`` and kill their leftovers."""
+        """Settle the sessions a previous run left active: kill their leftovers, then mark them ended.
+
+        A session whose terminal ``status`` event was committed before the crash (only its row was
+        not yet written) keeps that end; every other one is marked ``failed`` ("daemon restarted")
+        with a ``status`` event numbered after its last stored one. Either way its history holds
+        exactly one terminal status, last.
+        """
         active = [s.value for s in ACTIVE]
         rows = await self.journal.read(lambda: list(m.Session.select().where(m.Session.status.in_(active))))
         for row in rows:
             killed = await trio.to_thread.run_sync(kill_leftovers, row.pid, row.proc_create_time, row.id)
             if killed:
                 log.warning("killed %d leftover process(es) of session %s", killed, row.id)
-            await self._fail_recovered(row)
+            ended = await self.journal.write(lambda row=row: self._settle_recovered(row, time.time()))
+            log.warning("session %s was %s when the daemon stopped; now %s", row.id, row.status, ended)
         return len(rows)
 
-    async def _fail_recovered(self, row: m.Session) -> None:
-        now = time.time()
+    @staticmethod
+    def _settle_recovered(row: m.Session, now: float) -> str:
+        """In one transaction: end ``row``'s session as its history says, or as failed. Returns the status."""
         reason = "daemon restarted"
-
-        def write() -> None:
-            last = m.Event.select(fn.MAX(m.Event.seq)).where(m.Event.session_id == row.id).scalar() or 0
-            data = {"status": Status.FAILED.value, "previous": row.status, "reason": reason}
-            m.Event.insert(session_id=row.id, seq=last + 1, kind=EventKind.STATUS.value, ts=now,
+        last = (m.Event.select(m.Event.seq, m.Event.ts, m.Event.data)
+                .where((m.Event.session_id == row.id) & (m.Event.kind == EventKind.STATUS.value))
+                .order_by(m.Event.seq.desc()).first())
+        said = json.loads(last.data) if last is not None else {}
+        if said.get("status") in TERMINAL:
+            status, ended_at = said["status"], last.ts
+            error = said.get("reason") if status == Status.FAILED.value else None
+        else:
+            status, error, ended_at = Status.FAILED.value, reason, now
+            top = m.Event.select(fn.MAX(m.Event.seq)).where(m.Event.session_id == row.id).scalar() or 0
+            data = {"status": status, "previous": row.status, "reason": reason}
+            m.Event.insert(session_id=row.id, seq=top + 1, kind=EventKind.STATUS.value, ts=now,
                            data=json.dumps(data)).execute()
-            m.Session.update(status=Status.FAILED.value, error=reason, ended_at=now, updated_at=now).where(
-                m.Session.id == row.id).execute()
-
-        await self.journal.write(write)
+        m.Session.update(status=status, error=error, ended_at=ended_at, updated_at=now).where(
+            m.Session.id == row.id).execute()
+        return status
 
     async def stop_all(self) -> None:
         await self.supervisor.stop_all("daemon stopping", timeout=min(self.settings.stop_grace_seconds, 3) + 1)

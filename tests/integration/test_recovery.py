@@ -3,11 +3,13 @@
 What the user sees afterwards: the sessions that were running read ``failed`` with the error
 "daemon restarted" (in the session, its history and its stream, which ends), none of their processes
 is left (not the agents, not their children, not an escapee that left the group), finished sessions
-are untouched, and the daemon takes new work as usual.
+are untouched, and the daemon takes new work as usual. A session whose end was committed to its history
+just before the crash, but not yet to its row, keeps that end: its history never gets a second one.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -86,6 +88,40 @@ def test_sessions_running_when_the_daemon_is_killed_read_failed_and_leave_nothin
             fresh = c.post(f"{API}/tasks", json=command_task(["true"])).json()["id"]
             assert wait_status(c, fresh, {"completed", "failed"})["status"] == "completed"
             assert c.delete(f"{API}/sessions/{running[0]}").status_code == 204
+    finally:
+        code, _ = second.stop()
+    assert code == 0
+
+
+def test_an_end_committed_before_the_crash_is_kept_not_followed_by_a_second(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = DaemonProcess(data, "--allow-command-agent").start()
+    try:
+        with first.client() as c:
+            sid = c.post(f"{API}/tasks", json=command_task(["sh", "-c", "echo bye; exit 3"])).json()["id"]
+            ended = wait_status(c, sid, "failed")
+            history = c.get(f"{API}/sessions/{sid}/events", params={"perPage": 100, "sort": "asc"}).json()["items"]
+    finally:
+        first.kill()
+    # The crash window: the terminal status event is committed (the journal flushes events before any
+    # write), the session row still says running.
+    con = sqlite3.connect(data / "harbor.db")
+    with con:
+        con.execute("UPDATE session SET status = 'running', ended_at = NULL, error = NULL WHERE id = ?", (sid,))
+    con.close()
+
+    second = DaemonProcess(data, "--allow-command-agent").start()
+    try:
+        with second.client() as c:
+            session = c.get(f"{API}/sessions/{sid}").json()
+            assert session["status"] == "failed"
+            assert session["error"] == ended["error"] != "daemon restarted"
+            assert session["endedAt"] == next(e["ts"] for e in history if e.get("status") == "failed")
+            after = c.get(f"{API}/sessions/{sid}/events", params={"perPage": 100, "sort": "asc"}).json()["items"]
+            assert after == history
+            statuses = [e["status"] for e in after if e["type"] == "status"]
+            assert statuses[-1] == "failed"
+            assert statuses.count("failed") == 1
     finally:
         code, _ = second.stop()
     assert code == 0
