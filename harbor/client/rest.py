@@ -1,26 +1,13 @@
-"""An async client for the daemon's REST API (``/api/v1``), over httpx, for trio (or asyncio).
+"""The daemon's REST API (``/api/v1``) as the async methods of :class:`HarborClient`.
 
-Every call answers the decoded JSON body or raises :class:`HarborError`, which carries the
-Problem+JSON fields of the daemon's answer. Transient failures are retried with backoff (tenacity):
-connection errors, 5xx and 429 (honouring ``Retry-After``). A request that may have reached the daemon
-is retried only when repeating it is harmless: GET/HEAD/DELETE, and POSTs that carry an
-``Idempotency-Key`` (:meth:`HarborClient.create_task` sends one unless told otherwise). A POST that
-never left this machine (the connection was refused) is always safe to retry.
-
-:meth:`HarborClient.follow` reads a session's SSE stream and reconnects by itself with
-``Last-Event-ID`` until the session ends, so a reader sees every event once, in order, even across
-a daemon restart::
-
-    async with HarborClient("http://127.0.0.1:8080") as client:
-        created = await client.create_task("Fix the login bug", agent="scenario")
-        async with aclosing(client.follow(created["id"])) as events:
-            async for event in events:
-                print(event["seq"], event["type"])
+The request core (:meth:`HarborClient.request`) sends, retries by the policy of
+:mod:`harbor.client.retry`, and turns error answers into :class:`~harbor.client.errors.HarborError`;
+the methods below it are one per endpoint. The event streams (``follow``, ``feed``, ``open_feed``)
+are methods too: they share the connection pool and the reconnect budget.
 """
 
 from __future__ import annotations
 
-import email.utils
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -30,124 +17,14 @@ from urllib.parse import quote
 
 import httpx
 import trio
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay
 
+from harbor.client.errors import DaemonUnreachable, HarborError
+from harbor.client.retry import _IDEMPOTENT, _connection_failed, _Retryable, _WaitRetryAfter
+from harbor.client.status import TERMINAL
 from harbor.sse import parse_sse
 
 API = "/api/v1"
-
-#: Session statuses after which nothing more happens (api-contract.md, "Sessions").
-TERMINAL = frozenset({"completed", "failed", "stopped", "cancelled"})
-
-#: Statuses worth watching: the session still does something or may again.
-ACTIVE = frozenset({"queued", "provisioning", "running", "pausing", "paused", "resuming", "stopping"})
-
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-# The longest Retry-After we obey as asked; a daemon asking for more is waited on at this pace.
-_MAX_RETRY_AFTER = 30.0
-
-
-class HarborError(Exception):
-    """An error answer from the daemon (Problem+JSON), or no answer at all.
-
-    Attributes:
-        status: the HTTP status; 0 when the daemon could not be reached.
-        title: the problem's short title (``Not Found``).
-        detail: a sentence for a person, what went wrong.
-        errors: field path → messages, for validation errors (may be empty).
-        type: the problem type URI.
-        url: the URL that was asked for.
-    """
-
-    def __init__(self, status: int, detail: str, *, title: str = "", errors: Mapping[str, Any] | None = None,
-                 type: str = "about:blank", url: str = "") -> None:
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.errors: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [str(v)]
-                                             for k, v in (errors or {}).items()}
-        self.type = type
-        self.url = url
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        text = self.detail or self.title or f"HTTP {self.status}"
-        if self.errors:
-            fields = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in self.errors.items())
-            text = f"{text} ({fields})"
-        return text
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> HarborError:
-        """The error an answer of status >= 400 stands for (any body; Problem+JSON understood)."""
-        try:
-            doc = response.json()
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
-            text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
-            doc = {"detail": text or response.reason_phrase}
-        errors = doc.get("errors")
-        return cls(response.status_code, str(doc.get("detail") or doc.get("title") or response.reason_phrase),
-                   title=str(doc.get("title") or response.reason_phrase), type=str(doc.get("type") or "about:blank"),
-                   errors=errors if isinstance(errors, dict) else None, url=str(response.request.url))
-
-
-class DaemonUnreachable(HarborError):
-    """No daemon answered at the base URL (refused, timed out, name unknown) within the retry budget."""
-
-    def __init__(self, base_url: str, reason: str) -> None:
-        super().__init__(0, f"cannot reach the daemon at {base_url}: is it running? (ah agent access-point)",
-                         title="Daemon unreachable", type="about:blank#unreachable", url=base_url)
-        self.reason = reason
-
-
-class _Retryable(Exception):
-    """An answer worth asking again for (5xx, 429); carries it and the ``Retry-After`` it asked for."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-        self.retry_after = _retry_after(response.headers.get("Retry-After"))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), _MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), _MAX_RETRY_AFTER))
-
-
-class _WaitRetryAfter:
-    """tenacity wait: the daemon's ``Retry-After`` when it gave one, else exponential backoff with jitter."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return exc.retry_after
-        return float(self._backoff(state))
-
-
-def _connection_failed(exc: BaseException) -> bool:
-    """The request never reached the daemon: repeating it cannot do anything twice."""
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
 class HarborClient:
@@ -549,4 +426,4 @@ def _s(session_id: str, *parts: str) -> str:
     return "/".join([f"/sessions/{quote(session_id, safe='')}", *parts])
 
 
-__all__ = ["ACTIVE", "TERMINAL", "DaemonUnreachable", "HarborClient", "HarborError", "parse_sse"]
+__all__ = ["API", "HarborClient"]
