@@ -263,10 +263,17 @@ async def test_capabilities_and_choice(plain_ws: Path, tmp_path: Path) -> None:
                 await trio.to_thread.run_sync(choose_provider, missing, plain_ws, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["btrfs", "zfs"])
-async def test_native_providers_where_available(name: str, tmp_path: Path) -> None:
-    if name not in await trio.to_thread.run_sync(detect_capabilities, tmp_path):
-        pytest.skip(f"{name} is not available at {tmp_path}")
+@pytest.fixture(params=["btrfs", "zfs"])
+def native_provider(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A native snapshot provider the test's filesystem supports; the test is skipped where it does not
+    (skipped here, outside trio, so that the summary keeps the reason)."""
+    if request.param not in detect_capabilities(tmp_path):
+        pytest.skip(f"the {request.param} snapshot provider is not available on this filesystem")
+    return request.param
+
+
+async def test_native_providers_where_available(native_provider: str, tmp_path: Path) -> None:
+    name = native_provider
     ws = tmp_path / "ws"
     make = ["btrfs", "subvolume", "create", str(ws)] if name == "btrfs" else ["mkdir", str(ws)]
     await trio.run_process(make)
