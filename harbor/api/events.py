@@ -15,7 +15,7 @@ from harbor.api.deps import harbor, tenant
 from harbor.api.problems import Problem
 from harbor.api.routing import endpoint
 from harbor.api.sessions import visible_row
-from harbor.api.streams import CLOSED, KEEPALIVE, SSE_HEADERS, TIMEOUT, encode_events, encode_frame, next_or
+from harbor.api.streams import CLOSED, FINISHED, KEEPALIVE, SSE_HEADERS, TIMEOUT, encode_events, encode_frame, next_or
 from harbor.security.tenancy import feed_filter
 from harbor.sessions import page
 
@@ -101,7 +101,10 @@ async def session_events(session_id: str, query: EventsQuery) -> Any:
         async with core.events.open_stream(session_id, after) as reader:
             while True:
                 batch = await next_or(reader.next_batch, core.closing, keepalive)
-                if batch is CLOSED or batch is None:
+                if batch is CLOSED:  # the daemon is shutting down: the client may come back later
+                    return
+                if batch is None:  # the session is over and everything has been sent
+                    yield FINISHED
                     return
                 if batch is TIMEOUT:
                     yield KEEPALIVE

@@ -13,6 +13,14 @@ from actors.events import Event
 T = TypeVar("T")
 
 KEEPALIVE = b": keep-alive\n\n"
+
+#: The reconnection time a finished session's stream sets as it ends (a day, in ms). A browser's
+#: ``EventSource`` reconnects to any stream that ends, by default after about 3 s, and would keep
+#: reopening a stream that has nothing more to say for as long as the page stays open. A ``retry:``
+#: field alone dispatches no event, so clients that ignore it see no difference. Not sent when the
+#: daemon ends streams to shut down: those clients should come back after the restart.
+FINISHED_RETRY_MS = 86_400_000
+FINISHED = f"retry: {FINISHED_RETRY_MS}\n\n".encode()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 

@@ -3,7 +3,7 @@ that hang up at chosen byte offsets, and the stored history read back page by pa
 
 The parser follows the WHATWG ``EventSource`` rules that matter here: a frame is dispatched only at
 its blank line (a frame cut off by a disconnect is discarded), ``id:`` sets the last event id,
-lines starting with ``:`` are comments.
+lines starting with ``:`` are comments, ``retry:`` with digits only sets the reconnection time.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class SSEParser:
     """Feeds bytes, returns complete frames; keeps comments it saw (``: keep-alive``)."""
 
     comments: list[str] = field(default_factory=list)
+    retry_ms: int | None = None  # the reconnection time the stream set, if it did
     _buffer: bytes = b""
     _id: int | None = None
     _event: str = "message"
@@ -70,6 +71,8 @@ class SSEParser:
                     self._event = value
                 elif name == "data":
                     self._data.append(value)
+                elif name == "retry" and value.isdigit():
+                    self.retry_ms = int(value)
         return frames
 
 
@@ -82,6 +85,7 @@ class Read:
     frames: list[Frame]
     ended: bool  # the server ended the stream (rather than the client hanging up)
     comments: list[str]
+    retry_ms: int | None = None
 
     @property
     def numbered(self) -> list[Frame]:
@@ -125,7 +129,7 @@ async def read_stream(client: httpx.AsyncClient, session_id: str, *, last_event_
                 ended = True
         except (httpx.RemoteProtocolError, httpx.ReadError):
             pass  # the daemon went away mid-stream: what arrived whole still counts
-    return Read(200, response.headers, frames, ended, parser.comments)
+    return Read(200, response.headers, frames, ended, parser.comments, parser.retry_ms)
 
 
 async def history(client: httpx.AsyncClient, session_id: str, **params: Any) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trio
 
+from harbor.api.streams import FINISHED_RETRY_MS
 from tests.harness import DaemonProcess, command_task, scenario_task, wait_status
 from tests.integration.sse import API, TERMINAL, SSEParser, history, read_stream, sse_name_of, through_terminal
 
@@ -129,6 +130,9 @@ async def test_a_finished_session_streams_its_history_then_ends(daemon: DaemonPr
     assert whole.ended
     assert tail.ended
     assert after_end.ended
+    # The end tells a browser's EventSource not to come back for a day (it reconnects to any
+    # stream that ends, after 3 s unless told otherwise): nothing more will come.
+    assert whole.retry_ms == tail.retry_ms == after_end.retry_ms == FINISHED_RETRY_MS
     assert whole.headers["Content-Type"].startswith("text/event-stream")
     assert whole.headers["Cache-Control"] == "no-cache"
     opening = whole.frames[0]
@@ -154,6 +158,28 @@ async def test_a_live_stream_ends_after_the_terminal_status(daemon: DaemonProces
     assert read.frames[0].data["status"] in {"queued", "provisioning", "running"}
     assert_matches_history(read.numbered, stored)
     assert read.numbered[-1].data["status"] == "completed"
+    assert read.retry_ms == FINISHED_RETRY_MS
+
+
+async def test_a_stream_ended_by_a_shutdown_leaves_the_reconnect_time_alone(tmp_path: Path) -> None:
+    daemon = await trio.to_thread.run_sync(lambda: DaemonProcess(tmp_path / "data", "--allow-command-agent").start())
+    parser = SSEParser()
+    try:
+        async with daemon.aclient() as client:
+            created = await client.post(f"{API}/tasks", json=command_task(["sleep", "300"]))
+            async with client.stream("GET", f"{API}/sessions/{created.json()['id']}/events",
+                                     headers={"Accept": "text/event-stream"}) as response:
+                chunks = response.aiter_raw()
+                with trio.fail_after(10):
+                    frames = parser.feed(await chunks.__anext__())  # the opening status: it is live
+                    code, _ = await trio.to_thread.run_sync(daemon.stop)
+                    async for chunk in chunks:
+                        frames += parser.feed(chunk)
+    finally:
+        await trio.to_thread.run_sync(daemon.kill)
+    assert code == 0
+    assert frames[0].event == "status"
+    assert parser.retry_ms is None  # a browser comes back after its usual 3 s, to the restarted daemon
 
 
 async def test_unknown_session_and_bad_resume_point_are_problems_not_streams(daemon: DaemonProcess,

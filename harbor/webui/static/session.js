@@ -211,7 +211,8 @@ function onStatusEvent(data) {
       data.reason ? el('span', { className: 'muted', text: ` (${data.reason})` }) : null), data);
   }
   if (TERMINAL.has(data.status) && data.seq) {
-    // The stream ends after the terminal status; without this the browser would reconnect forever.
+    // The stream ends after the terminal status (and tells the browser not to come back); closing
+    // it shows the page's state at once.
     stream?.close();
     $('stream-state').textContent = 'ended';
     showConnection('closed');
