@@ -37,6 +37,7 @@ __all__ = [
     "remove",
     "remove_tree",
     "run_git",
+    "worktree_at",
 ]
 
 logger = logging.getLogger(__name__)
@@ -442,6 +443,34 @@ async def _provision_git(request: RepoRequest, dest: Path, cache: RepoCache) -> 
             await trio.to_thread.run_sync(remove_tree, dest)
             raise ProvisionError(str(exc)) from exc
     return Workspace(path=dest, kind="worktree", repo_cache=repo, base_commit=sha, branch=branch)
+
+
+async def worktree_at(path: Path, base_commit: str | None) -> Workspace:
+    """The worktree workspace at ``path``, its cached clone and session branch read back from git.
+
+    What :func:`remove` needs of a worktree provisioned by an earlier run (only the path and the base
+    commit are stored). Only a linked worktree whose top is ``path`` itself counts, and only a branch
+    named as :func:`provision` names it (``ah/<dir name>``) is taken for the session's: a directory
+    that is anything else (gone, no longer a worktree, or merely inside some other repository) gives
+    a workspace without a clone, whose removal just deletes the directory.
+
+    A checkpoint.
+    """
+    plain = Workspace(path=path, kind="worktree", base_commit=base_commit)
+    if not await trio.to_thread.run_sync(path.is_dir):
+        return plain
+    where = await run_git(["rev-parse", "--path-format=absolute", "--show-toplevel", "--absolute-git-dir",
+                           "--git-common-dir"], cwd=path, check=False)
+    lines = where.stdout.decode().splitlines()
+    if where.returncode != 0 or len(lines) != 3:
+        return plain
+    top, git_dir, common = (Path(line) for line in lines)
+    if top != path.resolve() or git_dir.parent != common / "worktrees":
+        return plain
+    head = await run_git(["symbolic-ref", "-q", "--short", "HEAD"], cwd=path, check=False)
+    branch = head.stdout.decode().strip() if head.returncode == 0 else None
+    return Workspace(path=path, kind="worktree", repo_cache=common, base_commit=base_commit,
+                     branch=branch if branch == f"ah/{path.name}" else None)
 
 
 async def remove(ws: Workspace) -> None:

@@ -16,7 +16,7 @@ import trio
 import ulid
 
 from actors import proctable
-from actors.workspace import RepoCache, Workspace, remove
+from actors.workspace import RepoCache, Workspace, remove, worktree_at
 from harbor.agents.builtin import inline_scenario_path
 from harbor.agents.catalog import AgentCatalog
 from harbor.config import Settings
@@ -127,9 +127,15 @@ class Harbor:
 
     async def remove_workspace(self, session_id: str, path: Path) -> None:
         row = await self.journal.read(lambda: m.Workspace.get_or_none(m.Workspace.session_id == session_id))
-        ws = Workspace(path=path, kind=row.kind if row else "empty",
-                       repo_cache=None, base_commit=row.base_commit if row else None, branch=None)
         try:
+            if row is not None and row.kind == "worktree":
+                # Unregistered from its cached clone, its session branch dropped unless the agent
+                # committed to it.
+                ws = await worktree_at(path, row.base_commit)
+                if ws.repo_cache is not None and not ws.repo_cache.is_relative_to(self.repo_cache.root.resolve()):
+                    ws = Workspace(path=path, kind="worktree")  # not one of our clones: only the directory
+            else:
+                ws = Workspace(path=path, kind=row.kind if row else "empty")
             await remove(ws)
             inline_scenario_path(path).unlink(missing_ok=True)
         except Exception as exc:

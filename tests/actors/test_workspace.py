@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.workspace import ProvisionError, RepoCache, RepoRequest, Workspace, provision, remove
+from actors.workspace import ProvisionError, RepoCache, RepoRequest, Workspace, provision, remove, worktree_at
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
        "GIT_COMMITTER_EMAIL": "t@e"}
@@ -166,6 +166,33 @@ async def test_remove_is_idempotent_and_keeps_committed_work(origin: Path, cache
     await remove(kept)
     assert "ah/S14" in git("--git-dir", str(kept.repo_cache), "branch", "--list", "ah/*", cwd=tmp_path)
     await remove(Workspace(path=tmp_path / "never-existed", kind="empty"))
+
+
+async def test_a_worktree_read_back_from_git_is_removed_as_provisioned(origin: Path, cache: RepoCache,
+                                                                        tmp_path: Path) -> None:
+    ws = await provision(RepoRequest("git", url=str(origin)), tmp_path / "S15", cache)
+    found = await worktree_at(ws.path, ws.base_commit)
+    assert found.repo_cache is not None
+    assert ws.repo_cache is not None
+    assert (found.repo_cache.resolve(), found.branch) == (ws.repo_cache.resolve(), "ah/S15")
+    await remove(found)
+    assert str(ws.path) not in git("--git-dir", str(ws.repo_cache), "worktree", "list", "--porcelain", cwd=tmp_path)
+    assert git("--git-dir", str(ws.repo_cache), "branch", "--list", "ah/*", cwd=tmp_path) == ""
+
+
+async def test_what_is_not_a_session_worktree_is_never_taken_for_one(origin: Path, tmp_path: Path) -> None:
+    # A directory inside someone's repository, on their branch: removing it must not touch the
+    # repository (nor delete their branch, which sits at the same commit as a base could).
+    inside = origin / "workspaces" / "S16"
+    inside.mkdir(parents=True)
+    head = git("rev-parse", "HEAD", cwd=origin)
+    found = await worktree_at(inside, head)
+    assert (found.repo_cache, found.branch) == (None, None)
+    await remove(found)
+    assert not inside.exists()
+    assert git("rev-parse", "main", cwd=origin) == head
+    gone = await worktree_at(tmp_path / "never-existed", None)
+    assert (gone.repo_cache, gone.branch) == (None, None)
 
 
 async def test_concurrent_ensure_clones_once(origin: Path, cache: RepoCache) -> None:

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests.harness import DaemonProcess, command_task
-from tests.integration.workspace_helpers import Feed, create, follow, git, log_says, make_repo, workspace_of
+from tests.integration.workspace_helpers import (
+    Feed,
+    create,
+    follow,
+    git,
+    is_terminal,
+    log_says,
+    make_repo,
+    workspace_of,
+)
 
 OLD_TXT = "".join(f"line {i}\n" for i in range(1, 21))
 
@@ -281,3 +290,29 @@ def test_git_snapshots_leave_head_index_and_branches_alone(daemon: DaemonProcess
     # The user's own repository was never touched either.
     assert (git(repo, "for-each-ref"), git(repo, "rev-parse", "HEAD"), (repo / ".git" / "index").read_bytes()) \
         == user_before
+
+
+def test_deleting_a_session_unregisters_its_worktree_and_drops_its_untouched_branch(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    repo = tmp_path / "user-repo"
+    make_repo(repo, {"README.md": "hello\n"})
+    commit = "git -c user.name=a -c user.email=a@b commit -q --allow-empty -m agent"
+    with daemon.client() as c:
+        # One agent leaves its session branch where it started, the other commits to it.
+        idle = create(c, command_task(["true"], repo={"mode": "git", "url": str(repo)}))
+        busy = create(c, command_task(["sh", "-c", commit], repo={"mode": "git", "url": str(repo)}))
+        for sid in (idle, busy):
+            follow(c, sid, is_terminal)
+        spaces = {sid: workspace_of(c, sid) for sid in (idle, busy)}
+        # The worktree's .git file names the cached clone it belongs to.
+        cache = Path(git(spaces[idle], "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+        branches = {sid: git(spaces[sid], "symbolic-ref", "--short", "HEAD").strip() for sid in (idle, busy)}
+        assert all(str(spaces[sid]) in git(cache, "worktree", "list", "--porcelain") for sid in (idle, busy))
+        for sid in (idle, busy):
+            assert c.delete(f"/api/v1/sessions/{sid}").status_code == 204
+    registered = git(cache, "worktree", "list", "--porcelain")
+    assert not any(str(path) in registered for path in spaces.values())
+    assert not (cache / "worktrees" / spaces[idle].name).exists()
+    left = git(cache, "branch", "--list", "ah/*")
+    assert branches[idle] not in left
+    assert branches[busy] in left  # the agent's commit stays reachable
