@@ -78,17 +78,18 @@ def _reflink_works(directory: Path) -> bool:
 
 def detect_capabilities(path: Path) -> list[str]:
     """Snapshot providers usable for a workspace at ``path``: ``git`` (git installed), ``copy``
-    (always), ``reflink`` (``cp --reflink=always`` works there), ``btrfs``/``zfs`` (the file system,
-    with its tool installed).
+    (always), ``reflink`` (``cp --reflink=always`` works beside it), ``btrfs``/``zfs`` (the file
+    system, with its tool installed). Writes nothing inside ``path``.
 
     Blocking (a test copy and ``/proc`` read): call it through ``trio.to_thread.run_sync``.
     """
     caps = ["git"] if shutil.which("git") else []
     caps.append("copy")
-    directory = path if path.is_dir() else path.parent
-    if _reflink_works(directory):
+    # Probed beside the workspace, never in it: the agent would see the probe's files come and go,
+    # and a snapshot taken meanwhile would keep them.
+    if _reflink_works(path.parent):
         caps.append("reflink")
-    fstype = _fs_type(directory)
+    fstype = _fs_type(path if path.is_dir() else path.parent)
     if fstype in ("btrfs", "zfs") and shutil.which(fstype):
         caps.append(fstype)
     return caps
@@ -124,8 +125,10 @@ def choose_provider(preference: str | None, ws_path: Path, store_root: Path) -> 
     Raises:
         ValueError: ``preference`` is unknown, or names a provider this workspace cannot use.
     """
-    caps = detect_capabilities(ws_path)
     pref = (preference or "auto").lower()
+    if pref == "auto" and shutil.which("git"):
+        return provider_named("git", store_root)  # the first choice needs no probing
+    caps = detect_capabilities(ws_path)
     if pref == "auto":
         pref = next(p for p in ("git", "reflink", "copy") if p in caps)
     elif pref not in _PROVIDERS:

@@ -263,6 +263,16 @@ async def test_capabilities_and_choice(plain_ws: Path, tmp_path: Path) -> None:
                 await trio.to_thread.run_sync(choose_provider, missing, plain_ws, tmp_path)
 
 
+def test_probing_a_workspace_writes_nothing_in_it(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "f.txt").write_text("f\n")
+    os.utime(ws, ns=(1_000_000_000, 1_000_000_000))  # any entry made and removed in ws would move this
+    assert "copy" in detect_capabilities(ws)
+    assert ws.stat().st_mtime_ns == 1_000_000_000
+    assert sorted(p.name for p in ws.iterdir()) == ["f.txt"]
+
+
 @pytest.fixture(params=["btrfs", "zfs"])
 def native_provider(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A native snapshot provider the test's filesystem supports; the test is skipped where it does not
