@@ -139,6 +139,13 @@ class SnapshotRepo:
                     return True
         return False
 
+    async def head(self) -> str | None:
+        """The commit the work tree's ``HEAD`` names (per worktree), or ``None`` (unborn, or a private
+        repository)."""
+        proc = await run_git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=self.work_tree,
+                             env={"GIT_CEILING_DIRECTORIES": str(self.work_tree.parent)}, check=False)
+        return proc.stdout.decode().strip() if proc.returncode == 0 and self.user_index is not None else None
+
     async def resolve(self, rev: str) -> str | None:
         """The object id ``rev`` names in this repository, or ``None``."""
         proc = await run_git(["--git-dir", str(self.git_dir), "rev-parse", "--verify", "--quiet",
@@ -185,8 +192,9 @@ def _unlink_quietly(*paths: Path) -> None:
 
 
 class GitSnapshotProvider:
-    """Snapshots as commits on private refs (``refs/ah/snapshots/<id>``), parented on the previous
-    snapshot. Never touches the user's index, HEAD, branches or stash.
+    """Snapshots as commits on private refs (``refs/ah/snapshots/<id>``), parented on the workspace's
+    ``HEAD`` in its own repository (on the previous snapshot in a private one). Never touches the
+    user's index, HEAD, branches or stash.
 
     Args:
         store_root: where private indexes, private repositories (for non-git workspaces) and the
@@ -219,10 +227,15 @@ class GitSnapshotProvider:
             # A parent from another repository (e.g. before a session-branch) is only recorded.
             parent_commit = await repo.resolve(f"{parent.ref}^{{commit}}")
         tree = await repo.write_tree(seed_tree=parent_commit)
+        # In the workspace's own repository a snapshot is parented on the commit the work tree stands
+        # on, as `git stash` parents its commits: it reads as "HEAD plus the working tree", and a
+        # worktree branched from it carries the project's history. In a private repository there is
+        # no such commit: the previous snapshot is the parent.
+        commit_parent = await repo.head() if repo.user_index is not None else parent_commit
         try:
             args = ["commit-tree", "--no-gpg-sign", "-m", f"Agent Harbor snapshot {snapshot_id}", tree]
-            if parent_commit:
-                args += ["-p", parent_commit]
+            if commit_parent:
+                args += ["-p", commit_parent]
             commit = (await repo.git(args)).stdout.decode().strip()
             await repo.git(["update-ref", ref, commit, ""])  # "" as old value: must not exist yet
             if parent is not None and parent_commit:
@@ -275,6 +288,14 @@ class GitSnapshotProvider:
             SnapshotError: unknown snapshot, ``dest`` not empty, or git failed.
         """
         return await self._checkout(rec, dest)
+
+    async def repository_of(self, rec: SnapshotRecord) -> Path:
+        """The repository the snapshot's commit lives in: the workspace's own, or a private one.
+
+        Raises:
+            SnapshotError: unknown snapshot.
+        """
+        return await self._git_dir(rec)
 
     async def read_file(self, rec: SnapshotRecord, rel_path: str) -> bytes | None:
         """The file's bytes as stored (symlinks: their target). ``None`` if absent or a directory.

@@ -32,6 +32,7 @@ __all__ = [
     "RepoCache",
     "RepoRequest",
     "Workspace",
+    "add_worktree",
     "git_env",
     "provision",
     "remove",
@@ -427,22 +428,39 @@ async def _provision_git(request: RepoRequest, dest: Path, cache: RepoCache) -> 
     _check_rev("branch", request.branch)
     _check_rev("commit", request.commit)
     await trio.to_thread.run_sync(_prepare_dest, dest)
-    branch: str | None = f"ah/{dest.name}"
-    valid = await run_git(["check-ref-format", f"refs/heads/{branch}"], check=False)
-    if valid.returncode != 0:
-        branch = None
     # Under the URL's lock so a concurrent fetch never rewrites refs while the worktree is added.
     async with cache._lock(request.url):
         repo = await cache._ensure_locked(request.url, request.branch, request.commit)
         sha = await cache.resolve(request.url, branch=request.branch, commit=request.commit)
-        target = ["-B", branch] if branch else ["--detach"]
-        try:
-            await run_git(["--git-dir", str(repo), "-c", "core.hooksPath=/dev/null", "worktree", "add",
-                           "--quiet", *target, str(dest), sha])
-        except GitError as exc:
-            await trio.to_thread.run_sync(remove_tree, dest)
-            raise ProvisionError(str(exc)) from exc
-    return Workspace(path=dest, kind="worktree", repo_cache=repo, base_commit=sha, branch=branch)
+        return await add_worktree(repo, sha, dest)
+
+
+async def add_worktree(repo: Path, commit: str, dest: Path) -> Workspace:
+    """A worktree of the cached clone ``repo`` at ``dest`` (absent or empty), checked out at ``commit``
+    on a new session branch ``ah/<dest.name>`` (detached when that is not a valid branch name).
+
+    Besides :func:`provision`, what a session branched from a snapshot of a worktree starts as (the
+    snapshot's commit lives in the same clone).
+
+    Raises:
+        ProvisionError: ``dest`` is not empty, or git failed (nothing is left at ``dest`` then).
+
+    A checkpoint.
+    """
+    dest = dest.absolute()
+    await trio.to_thread.run_sync(_prepare_dest, dest)
+    branch: str | None = f"ah/{dest.name}"
+    valid = await run_git(["check-ref-format", f"refs/heads/{branch}"], check=False)
+    if valid.returncode != 0:
+        branch = None
+    target = ["-B", branch] if branch else ["--detach"]
+    try:
+        await run_git(["--git-dir", str(repo), "-c", "core.hooksPath=/dev/null", "worktree", "add",
+                       "--quiet", *target, str(dest), commit])
+    except GitError as exc:
+        await trio.to_thread.run_sync(remove_tree, dest)
+        raise ProvisionError(str(exc)) from exc
+    return Workspace(path=dest, kind="worktree", repo_cache=repo, base_commit=commit, branch=branch)
 
 
 async def worktree_at(path: Path, base_commit: str | None) -> Workspace:

@@ -42,13 +42,13 @@ from actors.session import (
     describe,
 )
 from actors.snapshots import discard
-from actors.workspace import RepoRequest, Workspace, provision
+from actors.workspace import RepoRequest, provision
 from harbor.agents.catalog import AgentContext, AgentUnavailable, InvalidAgentSettings, UnknownAgent
 from harbor.api.problems import Problem, conflict, invalid, not_found
 from harbor.api.schemas import CreateTaskRequest, SessionQuery
 from harbor.repositories import local_path_problem
 from harbor.store import models as m
-from harbor.workspace_lifecycle import discard_mounts, record_branch_base
+from harbor.workspace_lifecycle import discard_mounts
 from supervisors.sessions import SessionNotFound, SessionSupervisor
 
 if TYPE_CHECKING:
@@ -222,12 +222,9 @@ class SessionService:
 
         async def provision_workspace() -> ProvisionedWorkspace:
             if from_snapshot is not None:
-                path = await harbor.snapshots.branch_workspace(from_snapshot, dest)
-                # The snapshot's tree, committed in the new workspace's own snapshot repository: the
-                # base its diffs are taken against.
-                base = await record_branch_base(path, harbor.snapshots.store_root(session_id))
-                await harbor.record_workspace(session_id, Workspace(path=path, kind="branch", base_commit=base))
-                return ProvisionedWorkspace(path, {"base_commit": base})
+                branched = await harbor.snapshots.branch_workspace(from_snapshot, session_id, dest)
+                await harbor.record_workspace(session_id, branched)
+                return ProvisionedWorkspace(branched.path, {"base_commit": branched.base_commit})
             request = RepoRequest(mode=repo.get("mode") or "none", url=repo.get("url"),
                                   branch=repo.get("branch"), commit=repo.get("commit"))
             ws = await provision(request, dest, harbor.repo_cache)

@@ -21,9 +21,16 @@ import ulid
 from actors.events import EventKind
 from actors.lifecycle import TERMINAL
 from actors.snapshot_scheduler import SnapshotScheduler
-from actors.snapshots import SnapshotProvider, SnapshotRecord, choose_provider, provider_named
+from actors.snapshots import (
+    GitSnapshotProvider,
+    SnapshotProvider,
+    SnapshotRecord,
+    choose_provider,
+    provider_named,
+)
+from actors.workspace import Workspace, add_worktree, run_git
 from harbor.store import models as m
-from harbor.workspace_lifecycle import finalize_session
+from harbor.workspace_lifecycle import finalize_session, record_branch_base
 
 if TYPE_CHECKING:
     from harbor.core import Harbor
@@ -164,6 +171,26 @@ class SnapshotService:
         """The provider that made a stored snapshot (for reading it back)."""
         return provider_named(row.provider, self.store_root(row.session_id))
 
-    async def branch_workspace(self, snapshot: m.Snapshot, dest: Path) -> Path:
-        """A new writable workspace at ``dest`` holding exactly ``snapshot``'s files."""
-        return await self.provider_of(snapshot).branch(record_of(snapshot), dest)
+    async def branch_workspace(self, snapshot: m.Snapshot, session_id: str, dest: Path) -> Workspace:
+        """The workspace of ``session_id``, branched from ``snapshot``, at ``dest``: exactly the
+        snapshot's files, and its diffs start there.
+
+        A ``git`` snapshot of a worktree of one of the daemon's cached clones gives a worktree of that
+        clone on a new ``ah/<session>`` branch at the snapshot's commit (which stands on the parent's
+        ``HEAD``, so the project's history comes along). Any other snapshot gives a plain directory,
+        whose base commit is written into the session's own snapshot repository.
+
+        Raises:
+            SnapshotError: the snapshot cannot be read back.
+            ProvisionError: git could not add the worktree.
+        """
+        provider, rec = self.provider_of(snapshot), record_of(snapshot)
+        if isinstance(provider, GitSnapshotProvider):
+            repo = (await provider.repository_of(rec)).resolve()
+            if repo.is_relative_to(self.harbor.repo_cache.root.resolve()):
+                commit = (await run_git(["--git-dir", str(repo), "rev-parse", "--verify", f"{rec.ref}^{{commit}}"])
+                          ).stdout.decode().strip()
+                return await add_worktree(repo, commit, dest)
+        path = await provider.branch(rec, dest)
+        base = await record_branch_base(path, self.store_root(session_id))
+        return Workspace(path=path, kind="branch", base_commit=base)

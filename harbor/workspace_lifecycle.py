@@ -41,7 +41,9 @@ async def discard_mounts(data_dir: Path, snapshot_ids: Iterable[str]) -> None:
 async def record_branch_base(workspace: Path, store_root: Path) -> str:
     """Commit the tree of a freshly branched workspace as its base (``refs/ah/base``) and return it.
 
-    A branched session's workspace is a plain directory holding exactly a snapshot's files; diffs
+    A session branched from a snapshot that is not a worktree's (see
+    :meth:`~harbor.snapshots.SnapshotService.branch_workspace`) gets a plain directory holding exactly
+    the snapshot's files; diffs
     must be relative to that starting point, which lives in another repository. Writing the tree
     here (through the same private index snapshots use) makes it this workspace's own base commit.
     """

@@ -175,11 +175,14 @@ async def test_git_snapshot_leaves_the_users_repository_alone(user_repo: Path, t
     s2 = await provider.snapshot(user_repo, "S2", parent=s1)
     after = state()
     assert after == before
-    # The snapshots live on private refs, chained, in the user's object store.
+    # The snapshots live on private refs in the user's object store, each parented on the commit the
+    # work tree stood on (as git stash does); the chain of snapshots is in their records.
     refs = await agit("for-each-ref", "--format=%(refname)", "refs/ah/", cwd=user_repo)
     assert refs.split() == ["refs/ah/snapshots/S1", "refs/ah/snapshots/S2"]
-    parent_of_s2 = await agit("rev-parse", f"{s2.ref}^", cwd=user_repo)
-    assert parent_of_s2 == await agit("rev-parse", s1.ref, cwd=user_repo)
+    head = await agit("rev-parse", "HEAD", cwd=user_repo)
+    for snap in (s1, s2):
+        assert await agit("rev-parse", f"{snap.ref}^@", cwd=user_repo) == head
+    assert s2.parent == "S1"
 
 
 async def test_git_snapshot_includes_untracked_and_excludes_ignored(user_repo: Path, tmp_path: Path) -> None:
@@ -209,6 +212,10 @@ async def test_non_git_workspace_inside_another_repository_uses_a_private_repo(t
     rec2 = await provider.snapshot(ws, "S2", parent=rec)
     assert await provider.list_files(rec2) == ["f.txt", "g.txt"]
     assert git("for-each-ref", cwd=ws) == ""
+    # In a private repository there is no HEAD to stand on: each snapshot is parented on the last.
+    private = str(await provider.repository_of(rec2))
+    assert await agit("--git-dir", private, "rev-parse", f"{rec2.ref}^", cwd=tmp_path) == \
+        await agit("--git-dir", private, "rev-parse", rec.ref, cwd=tmp_path)
 
 
 async def test_snapshots_of_a_worktree_outlive_it(tmp_path: Path) -> None:
@@ -223,6 +230,7 @@ async def test_snapshots_of_a_worktree_outlive_it(tmp_path: Path) -> None:
     provider = GitSnapshotProvider(tmp_path / "store")
     rec = await provider.snapshot(ws.path, "S1", parent=None)
     assert await agit("status", "--porcelain", cwd=ws.path) == "?? b.txt"
+    assert await agit("rev-parse", f"{rec.ref}^@", cwd=ws.path) == ws.base_commit  # this worktree's HEAD
     await remove(ws)
     view = await provider.materialize_readonly(rec, tmp_path / "seek")
     assert snapshot_view(view) == {"a.txt": (b"a\n", False), "b.txt": (b"b\n", False)}

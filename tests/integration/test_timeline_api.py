@@ -22,8 +22,10 @@ from tests.integration.workspace_helpers import (
     Feed,
     create,
     follow,
+    git,
     is_terminal,
     log_says,
+    make_repo,
     tree_of,
     workspace_of,
 )
@@ -230,6 +232,58 @@ def test_deleting_a_session_removes_its_read_only_views(daemon: DaemonProcess) -
         assert c.get(f"/api/v1/sessions/{sid}/timeline").status_code == 404
     assert not mount.exists()
     assert not store.exists()  # the snapshot store goes with the session
+
+
+#: A session on a git repository: commits once, leaves work uncommitted, waits; its branch reports
+#: what git shows it and makes an edit of its own.
+GIT_STEPS = r"""
+if [ "$AH_PROMPT" = inspect ]; then
+  echo "branch log: $(git log --format=%s | tr '\n' '|')"; echo "branch status: [$(git status --porcelain | tr '\n' '|')]"
+  echo mine > c.txt; exit 0
+fi
+echo v1 > a.txt; git -c user.name=a -c user.email=a@b commit -qam "agent commit"
+echo draft > b.txt; echo v2 > a.txt; echo step1; read x; echo v3 > a.txt; echo end
+"""
+
+
+def test_a_branch_of_a_git_session_is_a_worktree_carrying_the_projects_history(daemon: DaemonProcess,
+                                                                                tmp_path: Path) -> None:
+    repo = tmp_path / "project"
+    make_repo(repo, {"a.txt": "v0\n", "keep.md": "k\n"})
+    with daemon.client() as c:
+        sid = create(c, command_task(["sh", "-c", GIT_STEPS], repo={"mode": "git", "url": str(repo)}))
+        follow(c, sid, log_says("step1"))
+        snap = c.post(f"/api/v1/sessions/{sid}/fs-snapshots", json={"label": "mid"}).json()
+        assert c.post(f"/api/v1/sessions/{sid}/prompt", json={"message": "next"}).status_code == 202
+        follow(c, sid, is_terminal)
+        parent_ws = workspace_of(c, sid)
+        r = c.post(f"/api/v1/sessions/{sid}/session-branch",
+                   json={"fsSnapshotId": snap["id"], "injectedMessage": "inspect"})
+        assert r.status_code == 201, r.text
+        child = r.json()["id"]
+        seen = [e.get("message", "") for e in follow(c, child, is_terminal)]
+        ws = workspace_of(c, child)
+        view = c.get(f"/api/v1/sessions/{child}").json()
+        files = c.get(f"/api/v1/sessions/{child}/files").json()["items"]
+        branch = git(ws, "symbolic-ref", "--short", "HEAD").strip()
+        cache = Path(git(ws, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+        toplevel = git(ws, "rev-parse", "--show-toplevel").strip()
+        files_there = tree_of(ws)
+        assert c.delete(f"/api/v1/sessions/{child}").status_code == 204
+    assert view["status"] == "completed"
+    # Exactly the snapshot's files (the agent's commit, then its uncommitted work), in a worktree of
+    # the same cached clone on the session's own branch, with the project's history underneath.
+    assert branch == f"ah/{child}"
+    assert toplevel == str(ws)
+    assert f"branch log: Agent Harbor snapshot {snap['id']}|agent commit|base|" in seen, seen
+    assert "branch status: []" in seen  # clean: the branch starts at the snapshot
+    assert files_there == {"a.txt": b"v2\n", "b.txt": b"draft\n", "keep.md": b"k\n", "c.txt": b"mine\n"}
+    # Its changes are its own, relative to the snapshot it started from.
+    assert [(f["path"], f["status"]) for f in files] == [("c.txt", "added")]
+    assert tree_of(parent_ws)["a.txt"] == b"v3\n"  # the parent went on, untouched
+    # Deleted: the worktree is unregistered and its branch, which the agent never committed to, dropped.
+    assert str(ws) not in git(cache, "worktree", "list", "--porcelain")
+    assert git(cache, "branch", "--list", branch) == ""
 
 
 def test_branch_errors(daemon: DaemonProcess, two_snapshots: dict) -> None:
