@@ -238,7 +238,8 @@ def test_deleting_a_session_removes_its_read_only_views(daemon: DaemonProcess) -
 #: what git shows it and makes an edit of its own.
 GIT_STEPS = r"""
 if [ "$AH_PROMPT" = inspect ]; then
-  echo "branch log: $(git log --format=%s | tr '\n' '|')"; echo "branch status: [$(git status --porcelain | tr '\n' '|')]"
+  echo "branch log: $(git log --format=%s | tr '\n' '|')"
+  echo "branch status: [$(git status --porcelain | tr '\n' '|')]"
   echo mine > c.txt; exit 0
 fi
 echo v1 > a.txt; git -c user.name=a -c user.email=a@b commit -qam "agent commit"
