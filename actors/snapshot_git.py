@@ -140,11 +140,11 @@ class SnapshotRepo:
         return False
 
     async def head(self) -> str | None:
-        """The commit the work tree's ``HEAD`` names (per worktree), or ``None`` (unborn, or a private
-        repository)."""
+        """The commit the work tree's own ``HEAD`` names (per worktree), or ``None`` (unborn, or no
+        repository of its own)."""
         proc = await run_git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=self.work_tree,
                              env={"GIT_CEILING_DIRECTORIES": str(self.work_tree.parent)}, check=False)
-        return proc.stdout.decode().strip() if proc.returncode == 0 and self.user_index is not None else None
+        return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
     async def resolve(self, rev: str) -> str | None:
         """The object id ``rev`` names in this repository, or ``None``."""
@@ -289,13 +289,19 @@ class GitSnapshotProvider:
         """
         return await self._checkout(rec, dest)
 
-    async def repository_of(self, rec: SnapshotRecord) -> Path:
-        """The repository the snapshot's commit lives in: the workspace's own, or a private one.
+    async def commit_of(self, rec: SnapshotRecord) -> tuple[Path, str]:
+        """Where the snapshot's commit lives (the workspace's own repository, or a private one) and
+        its id.
 
         Raises:
-            SnapshotError: unknown snapshot.
+            SnapshotError: unknown snapshot, or its ref is gone.
         """
-        return await self._git_dir(rec)
+        git_dir = await self._git_dir(rec)
+        proc = await run_git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet",
+                              f"{rec.ref}^{{commit}}"], check=False)
+        if proc.returncode != 0:
+            raise SnapshotError(f"snapshot {rec.id}: {rec.ref} is gone from {git_dir}")
+        return git_dir, proc.stdout.decode().strip()
 
     async def read_file(self, rec: SnapshotRecord, rel_path: str) -> bytes | None:
         """The file's bytes as stored (symlinks: their target). ``None`` if absent or a directory.

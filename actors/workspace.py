@@ -227,6 +227,10 @@ class RepoCache:
         readable = re.sub(r"[^A-Za-z0-9._-]+", "-", readable).strip(".-")[:40] or "repo"
         return self.root / f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
+    def owns(self, repo: Path) -> bool:
+        """Whether ``repo`` is one of this cache's clones (anything under its root). Not a checkpoint."""
+        return repo.resolve().is_relative_to(self.root.resolve())
+
     def _lock(self, url: str) -> trio.Lock:
         return self._locks.setdefault(_normalize_url(url), trio.Lock())
 
@@ -449,7 +453,7 @@ async def add_worktree(repo: Path, commit: str, dest: Path) -> Workspace:
     """
     dest = dest.absolute()
     await trio.to_thread.run_sync(_prepare_dest, dest)
-    branch: str | None = f"ah/{dest.name}"
+    branch: str | None = _session_branch(dest)
     valid = await run_git(["check-ref-format", f"refs/heads/{branch}"], check=False)
     if valid.returncode != 0:
         branch = None
@@ -463,14 +467,19 @@ async def add_worktree(repo: Path, commit: str, dest: Path) -> Workspace:
     return Workspace(path=dest, kind="worktree", repo_cache=repo, base_commit=commit, branch=branch)
 
 
-async def worktree_at(path: Path, base_commit: str | None) -> Workspace:
-    """The worktree workspace at ``path``, its cached clone and session branch read back from git.
+def _session_branch(dest: Path) -> str:
+    """The branch a session's worktree at ``dest`` is checked out on."""
+    return f"ah/{dest.name}"
+
+
+async def worktree_at(path: Path, base_commit: str | None, cache: RepoCache) -> Workspace:
+    """The worktree workspace at ``path``, its clone in ``cache`` and session branch read back from git.
 
     What :func:`remove` needs of a worktree provisioned by an earlier run (only the path and the base
-    commit are stored). Only a linked worktree whose top is ``path`` itself counts, and only a branch
-    named as :func:`provision` names it (``ah/<dir name>``) is taken for the session's: a directory
-    that is anything else (gone, no longer a worktree, or merely inside some other repository) gives
-    a workspace without a clone, whose removal just deletes the directory.
+    commit are stored). Only a linked worktree of one of ``cache``'s clones whose top is ``path``
+    itself counts, and only a branch named as :func:`add_worktree` names it is taken for the
+    session's: a directory that is anything else (gone, no longer a worktree, or merely inside some
+    other repository) gives a workspace without a clone, whose removal just deletes the directory.
 
     A checkpoint.
     """
@@ -483,12 +492,12 @@ async def worktree_at(path: Path, base_commit: str | None) -> Workspace:
     if where.returncode != 0 or len(lines) != 3:
         return plain
     top, git_dir, common = (Path(line) for line in lines)
-    if top != path.resolve() or git_dir.parent != common / "worktrees":
+    if top != path.resolve() or git_dir.parent != common / "worktrees" or not cache.owns(common):
         return plain
     head = await run_git(["symbolic-ref", "-q", "--short", "HEAD"], cwd=path, check=False)
     branch = head.stdout.decode().strip() if head.returncode == 0 else None
     return Workspace(path=path, kind="worktree", repo_cache=common, base_commit=base_commit,
-                     branch=branch if branch == f"ah/{path.name}" else None)
+                     branch=branch if branch == _session_branch(path) else None)
 
 
 async def remove(ws: Workspace) -> None:

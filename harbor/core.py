@@ -131,9 +131,7 @@ class Harbor:
             if row is not None and row.kind == "worktree":
                 # Unregistered from its cached clone, its session branch dropped unless the agent
                 # committed to it.
-                ws = await worktree_at(path, row.base_commit)
-                if ws.repo_cache is not None and not ws.repo_cache.is_relative_to(self.repo_cache.root.resolve()):
-                    ws = Workspace(path=path, kind="worktree")  # not one of our clones: only the directory
+                ws = await worktree_at(path, row.base_commit, self.repo_cache)
             else:
                 ws = Workspace(path=path, kind=row.kind if row else "empty")
             await remove(ws)

@@ -28,7 +28,7 @@ from actors.snapshots import (
     choose_provider,
     provider_named,
 )
-from actors.workspace import Workspace, add_worktree, run_git
+from actors.workspace import Workspace, add_worktree
 from harbor.store import models as m
 from harbor.workspace_lifecycle import finalize_session, record_branch_base
 
@@ -186,10 +186,8 @@ class SnapshotService:
         """
         provider, rec = self.provider_of(snapshot), record_of(snapshot)
         if isinstance(provider, GitSnapshotProvider):
-            repo = (await provider.repository_of(rec)).resolve()
-            if repo.is_relative_to(self.harbor.repo_cache.root.resolve()):
-                commit = (await run_git(["--git-dir", str(repo), "rev-parse", "--verify", f"{rec.ref}^{{commit}}"])
-                          ).stdout.decode().strip()
+            repo, commit = await provider.commit_of(rec)
+            if self.harbor.repo_cache.owns(repo):
                 return await add_worktree(repo, commit, dest)
         path = await provider.branch(rec, dest)
         base = await record_branch_base(path, self.store_root(session_id))

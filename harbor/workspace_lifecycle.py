@@ -43,9 +43,9 @@ async def record_branch_base(workspace: Path, store_root: Path) -> str:
 
     A session branched from a snapshot that is not a worktree's (see
     :meth:`~harbor.snapshots.SnapshotService.branch_workspace`) gets a plain directory holding exactly
-    the snapshot's files; diffs
-    must be relative to that starting point, which lives in another repository. Writing the tree
-    here (through the same private index snapshots use) makes it this workspace's own base commit.
+    the snapshot's files; diffs must be relative to that starting point, which lives in another
+    repository. Writing the tree here (through the same private index snapshots use) makes it this
+    workspace's own base commit.
     """
     repo = await SnapshotRepo.open(workspace, store_root)
     tree = await repo.write_tree()

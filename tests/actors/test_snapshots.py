@@ -213,9 +213,9 @@ async def test_non_git_workspace_inside_another_repository_uses_a_private_repo(t
     assert await provider.list_files(rec2) == ["f.txt", "g.txt"]
     assert git("for-each-ref", cwd=ws) == ""
     # In a private repository there is no HEAD to stand on: each snapshot is parented on the last.
-    private = str(await provider.repository_of(rec2))
-    assert await agit("--git-dir", private, "rev-parse", f"{rec2.ref}^", cwd=tmp_path) == \
-        await agit("--git-dir", private, "rev-parse", rec.ref, cwd=tmp_path)
+    private, _ = await provider.commit_of(rec2)
+    assert await agit("--git-dir", str(private), "rev-parse", f"{rec2.ref}^", cwd=tmp_path) == \
+        (await provider.commit_of(rec))[1]
 
 
 async def test_snapshots_of_a_worktree_outlive_it(tmp_path: Path) -> None:

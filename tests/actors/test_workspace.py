@@ -171,7 +171,7 @@ async def test_remove_is_idempotent_and_keeps_committed_work(origin: Path, cache
 async def test_a_worktree_read_back_from_git_is_removed_as_provisioned(origin: Path, cache: RepoCache,
                                                                         tmp_path: Path) -> None:
     ws = await provision(RepoRequest("git", url=str(origin)), tmp_path / "S15", cache)
-    found = await worktree_at(ws.path, ws.base_commit)
+    found = await worktree_at(ws.path, ws.base_commit, cache)
     assert found.repo_cache is not None
     assert ws.repo_cache is not None
     assert (found.repo_cache.resolve(), found.branch) == (ws.repo_cache.resolve(), "ah/S15")
@@ -180,18 +180,24 @@ async def test_a_worktree_read_back_from_git_is_removed_as_provisioned(origin: P
     assert git("--git-dir", str(ws.repo_cache), "branch", "--list", "ah/*", cwd=tmp_path) == ""
 
 
-async def test_what_is_not_a_session_worktree_is_never_taken_for_one(origin: Path, tmp_path: Path) -> None:
+async def test_what_is_not_a_session_worktree_is_never_taken_for_one(origin: Path, cache: RepoCache,
+                                                                     tmp_path: Path) -> None:
     # A directory inside someone's repository, on their branch: removing it must not touch the
     # repository (nor delete their branch, which sits at the same commit as a base could).
     inside = origin / "workspaces" / "S16"
     inside.mkdir(parents=True)
     head = git("rev-parse", "HEAD", cwd=origin)
-    found = await worktree_at(inside, head)
+    found = await worktree_at(inside, head, cache)
     assert (found.repo_cache, found.branch) == (None, None)
     await remove(found)
     assert not inside.exists()
     assert git("rev-parse", "main", cwd=origin) == head
-    gone = await worktree_at(tmp_path / "never-existed", None)
+    # A worktree named like a session's, but of a repository that is not one of the cache's clones.
+    foreign = tmp_path / "S17"
+    git("worktree", "add", "-q", "-b", "ah/S17", str(foreign), head, cwd=origin)
+    found = await worktree_at(foreign, head, cache)
+    assert (found.repo_cache, found.branch) == (None, None)
+    gone = await worktree_at(tmp_path / "never-existed", None, cache)
     assert (gone.repo_cache, gone.branch) == (None, None)
 
 
