@@ -12,7 +12,9 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,59 @@ def wait_status(client: httpx.Client, session_id: str, wanted: set[str] | str, t
     if current["status"] in wanted:
         return current
     raise AssertionError(f"session {session_id} is {current['status']}, not {wanted}")
+
+
+class FeedThread:
+    """The dashboard feed (``GET /api/v1/events``) read in a background thread; tests wait on what it
+    has delivered.
+
+    Attributes:
+        items: the feed's objects, in arrival order.
+        arrived: each item's arrival time (``time.perf_counter``), for benchmarks.
+    """
+
+    def __init__(self, daemon: DaemonProcess) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.arrived: list[float] = []
+        self._changed = threading.Condition()
+        self._client = httpx.Client(base_url=daemon.url, timeout=httpx.Timeout(10, read=None))
+        self._response = self._client.send(self._client.build_request("GET", "/api/v1/events"), stream=True)
+        assert self._response.status_code == 200
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for _, _, data in read_sse(self._response):
+                with self._changed:
+                    self.items.append(data)
+                    self.arrived.append(time.perf_counter())
+                    self._changed.notify_all()
+        except httpx.HTTPError:
+            pass  # closed by close()
+
+    def statuses(self, session_id: str) -> list[str]:
+        """The statuses the feed announced for ``session_id``, in order."""
+        return [i["status"] for i in self.items if i.get("sessionId") == session_id and i["type"] == "status"]
+
+    def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        """Block until ``predicate()`` holds (checked as items arrive) or fail after ``timeout`` s."""
+        with self._changed:
+            if not self._changed.wait_for(predicate, timeout):
+                raise AssertionError(f"the feed never showed {what}: {self.items}")
+
+    def when(self, session_id: str, statuses: set[str] | frozenset[str], timeout: float = 60.0) -> float:
+        """Arrival time of the first status of ``session_id`` that is one of ``statuses``."""
+        def found() -> float | None:
+            return next((t for t, i in zip(self.arrived, self.items, strict=True)
+                         if i.get("sessionId") == session_id and i["type"] == "status"
+                         and i.get("status") in statuses), None)
+
+        self.wait(lambda: found() is not None, f"{session_id} reaching {sorted(statuses)}", timeout)
+        with self._changed:
+            return found()  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._response.close()
+        self._client.close()
+        self._thread.join(5)

@@ -20,14 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
 import pytest
 import trio
 
-from tests.harness import DaemonProcess, command_task, read_sse
+from tests.harness import DaemonProcess, FeedThread, command_task, read_sse
 
 API = "/api/v1"
 RUNS = 50
@@ -53,53 +52,6 @@ def table(title: str, rows: list[tuple[str, list[float], list[float], float]]) -
         p50, f50 = pct(samples, 0.5), pct(floor, 0.5)
         print(f"{what:<40}{ms(p50):>9}{ms(pct(samples, 0.9)):>9}{ms(f50):>11}{p50 / f50:>8.1f}{ms(target):>9}"
               f"  {'ok' if p50 <= target else 'MISSED'}")
-
-
-class Feed:
-    """``GET /api/v1/events`` read in a thread; every item stamped with its arrival time."""
-
-    def __init__(self, daemon: DaemonProcess) -> None:
-        self.items: list[tuple[float, dict[str, Any]]] = []
-        self._changed = threading.Condition()
-        self._client = httpx.Client(base_url=daemon.url, timeout=httpx.Timeout(10, read=None))
-        self._response = self._client.send(self._client.build_request("GET", f"{API}/events"), stream=True)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for _, _, data in read_sse(self._response):
-                with self._changed:
-                    self.items.append((time.perf_counter(), data))
-                    self._changed.notify_all()
-        except httpx.HTTPError:
-            pass
-
-    def when(self, sid: str, statuses: set[str], timeout: float = 60) -> float:
-        """Arrival time of the first status of ``sid`` in ``statuses``."""
-        def found() -> float | None:
-            return next((t for t, i in self.items if i.get("sessionId") == sid and i.get("status") in statuses
-                         and i["type"] == "status"), None)
-
-        with self._changed:
-            if not self._changed.wait_for(lambda: found() is not None, timeout):
-                raise AssertionError(f"{sid} never reached {statuses}")
-            return found()  # type: ignore[return-value]
-
-    def count(self, status: str) -> int:
-        with self._changed:
-            return len({i["sessionId"] for _, i in self.items if i["type"] == "status" and i["status"] == status})
-
-    def wait_count(self, status: str, n: int, timeout: float) -> None:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len({i["sessionId"] for _, i in self.items
-                                                       if i["type"] == "status" and i["status"] == status}) >= n,
-                                          timeout):
-                raise AssertionError(f"fewer than {n} sessions reached {status}")
-
-    def close(self) -> None:
-        self._response.close()
-        self._client.close()
 
 
 @pytest.fixture
@@ -219,7 +171,7 @@ def signal_floors() -> tuple[list[float], list[float]]:
 
 @pytest.mark.slow
 def test_session_latencies(daemon: DaemonProcess, tmp_path: Path) -> None:
-    feed = Feed(daemon)
+    feed = FeedThread(daemon)
     rows = []
     try:
         with httpx.Client(base_url=daemon.url, timeout=30) as c:

@@ -7,15 +7,13 @@ and idempotent retries create nothing new.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.harness import DaemonProcess, command_task, read_sse, scenario_task, wait_status
+from tests.harness import DaemonProcess, FeedThread, command_task, scenario_task, wait_status
 from tests.integration.session_helpers import (  # noqa: F401 (fixtures c, d)
     API,
     DEADLINE,
@@ -95,44 +93,9 @@ def test_an_injected_prompt_reaches_the_scenario_agent(c: httpx.Client) -> None:
 
 # -- admission, fan-out, idempotency -----------------------------------------------------------------
 
-class Feed:
-    """``GET /api/v1/events`` read in a thread; tests wait for what it has delivered."""
-
-    def __init__(self, daemon: DaemonProcess) -> None:
-        self.items: list[dict[str, Any]] = []
-        self._changed = threading.Condition()
-        self._client = daemon.client()
-        self._response = self._client.send(self._client.build_request("GET", f"{API}/events"), stream=True)
-        assert self._response.status_code == 200
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for _, _, data in read_sse(self._response):
-                with self._changed:
-                    self.items.append(data)
-                    self._changed.notify_all()
-        except httpx.HTTPError:
-            pass  # closed by close()
-
-    def statuses(self, sid: str) -> list[str]:
-        return [i["status"] for i in self.items if i.get("sessionId") == sid and i["type"] == "status"]
-
-    def wait(self, predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-        with self._changed:
-            if not self._changed.wait_for(predicate, timeout):
-                raise AssertionError(f"the feed never showed {what}: {self.items}")
-
-    def close(self) -> None:
-        self._response.close()
-        self._client.close()
-        self._thread.join(5)
-
-
 def test_at_most_max_concurrent_tasks_run_in_submission_order(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path / "data", "--allow-command-agent", "--max-concurrent-tasks", "2").start()
-    feed = Feed(daemon)
+    feed = FeedThread(daemon)
     try:
         with daemon.client() as c:
             # Each agent blocks until it reads a line: the test releases it with a prompt.
